@@ -1,0 +1,43 @@
+"""JSON endpoints under /service/remoteaccess/ for devices and API clients."""
+
+import json
+import logging
+
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from endpoints.models import Device
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_REFUSED = "the device id or one-time password is wrong, used or expired"
+
+
+def error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+# Devices hold no session or CSRF cookie; the one-time password is the proof.
+@csrf_exempt
+@require_POST
+def registration(request: HttpRequest) -> JsonResponse:
+    try:
+        body = json.loads(request.body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error(400, "the body must be JSON: {\"deviceId\": …, \"oneTimePassword\": …}")
+    if not isinstance(body, dict):
+        return error(400, "the body must be a JSON object")
+    serial, otp = body.get("deviceId"), body.get("oneTimePassword")
+    if not isinstance(serial, str) or not serial or not isinstance(otp, str) or not otp:
+        return error(400, "deviceId and oneTimePassword are required strings")
+    with transaction.atomic():
+        device = Device.objects.select_for_update().filter(serial=serial).first()
+        if device is None or not device.one_time_password_matches(otp):
+            log.warning("registration refused for device id %r", serial[:128])
+            return error(401, REGISTRATION_REFUSED)
+        token = device.issue_token()
+        device.save(update_fields=["token_hash", "otp_hash", "otp_expires_at", "registered_at"])
+    log.info("device %s registered", device.serial)
+    return JsonResponse({"username": device.username, "password": token})

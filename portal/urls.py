@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "Remote access gateway"
+admin.site.site_title = "Remote access gateway"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="device-list", permanent=False)),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("", include("endpoints.urls")),
+    path("", include("sessions.urls")),
+]

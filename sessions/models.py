@@ -1,0 +1,77 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from endpoints.models import REMOTE_ACCESS_CONNECT, Device, Endpoint
+
+
+class Status(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    EXECUTING = "EXECUTING", "Executing"
+    SUCCESSFUL = "SUCCESSFUL", "Successful"
+    FAILED = "FAILED", "Failed"
+
+
+class Operation(models.Model):
+    """The audit record of one connection attempt.
+
+    The endpoint's name, protocol and address, the device's serial and the
+    user's name are copied in, so the record still says what happened after
+    any of them is changed or removed.
+    """
+
+    fragment = models.CharField(max_length=64, default=REMOTE_ACCESS_CONNECT, editable=False)
+    device = models.ForeignKey(Device, null=True, on_delete=models.SET_NULL, related_name="operations")
+    device_serial = models.CharField(max_length=128)
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    endpoint_name = models.CharField(max_length=100)
+    protocol = models.CharField(max_length=16)
+    hostname = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    username = models.CharField(max_length=150)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    failure_reason = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    updated = models.DateTimeField(auto_now=True)
+    ended = models.DateTimeField(null=True, blank=True)
+    bytes_to_device = models.BigIntegerField(default=0)
+    bytes_from_device = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        indexes = [models.Index(fields=["device", "status", "created"], name="operation_device_status")]
+
+    def __str__(self) -> str:
+        return f"Operation {self.pk}: {self.endpoint_name} on {self.device_serial} ({self.status})"
+
+    @classmethod
+    def for_endpoint(cls, endpoint: Endpoint, user: models.Model, client_address: str | None) -> "Operation":
+        """A new, unsaved record with the endpoint's details copied in."""
+        return cls(
+            device=endpoint.device,
+            device_serial=endpoint.device.serial,
+            endpoint=endpoint,
+            endpoint_name=endpoint.name,
+            protocol=endpoint.protocol,
+            hostname=endpoint.hostname,
+            port=endpoint.port,
+            user=user,
+            username=user.get_username(),
+            client_address=client_address,
+        )
+
+    def fail(self, reason: str) -> None:
+        self.status = Status.FAILED
+        self.failure_reason = reason
+        self.ended = self.ended or timezone.now()
+        self.save(update_fields=["status", "failure_reason", "ended", "updated"])
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes_to_device + self.bytes_from_device

@@ -1,0 +1,34 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from endpoints.access import get_device, get_endpoint
+from sessions.models import Operation
+
+OPERATIONS_PER_PAGE = 50
+
+
+@login_required
+def control(request: HttpRequest, device_id: int) -> HttpResponse:
+    device = get_device(request.user, device_id)
+    operations = Operation.objects.filter(device=device).order_by("-created", "-pk")
+    page = Paginator(operations, OPERATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "sessions/control.html", {"device": device, "tab": "control", "page": page})
+
+
+@login_required
+@require_POST
+def connect(request: HttpRequest, device_id: int, endpoint_id: int) -> HttpResponse:
+    endpoint = get_endpoint(request.user, device_id, endpoint_id)
+    operation = Operation.for_endpoint(endpoint, request.user, request.META.get("REMOTE_ADDR"))
+    operation.save()
+    if not endpoint.device.is_online:
+        operation.fail("device is offline")
+        messages.error(
+            request,
+            f"Cannot connect to “{endpoint.name}”: the device is offline (its agent is not connected).",
+        )
+    return redirect("control", device_id=endpoint.device.pk)
