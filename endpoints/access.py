@@ -40,9 +40,12 @@ def devices_for(user: User, level: Level = Level.READ) -> QuerySet[Device]:
     perms = _perms(level)
     if user.is_superuser or any(user.has_perm(perm) for perm in perms):
         return Device.objects.all()
-    direct = get_objects_for_user(user, perms, klass=Device, any_perm=True, accept_global_perms=False)
+    # Bare codenames: with the app label guardian cannot tell the device's
+    # permission from the device group's of the same name.
+    codenames = level.codenames
+    direct = get_objects_for_user(user, codenames, klass=Device, any_perm=True, accept_global_perms=False)
     groups = get_objects_for_user(
-        user, perms, klass=DeviceGroup, any_perm=True, accept_global_perms=False
+        user, codenames, klass=DeviceGroup, any_perm=True, accept_global_perms=False
     )
     return Device.objects.filter(Q(pk__in=direct.values("pk")) | Q(group__in=groups)).distinct()
 

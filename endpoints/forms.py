@@ -147,12 +147,13 @@ class EndpointForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         if self.protocol is Protocol.SSH:
+            self.credentials_type = data.get("credentials_type", CredentialsType.USER_PASS)
             self._clean_ssh(data)
         elif self.protocol is Protocol.VNC:
-            password = data.get("password") or self.instance.password
-            data["credentials_type"] = CredentialsType.PASS_ONLY if password else CredentialsType.NONE
+            password = data.get("password") or self.instance_password
+            self.credentials_type = CredentialsType.PASS_ONLY if password else CredentialsType.NONE
         else:
-            data["credentials_type"] = CredentialsType.NONE
+            self.credentials_type = CredentialsType.NONE
         return data
 
     def _clean_ssh(self, data: dict) -> None:
@@ -192,7 +193,7 @@ class EndpointForm(forms.ModelForm):
     def save(self, commit: bool = True) -> Endpoint:
         endpoint: Endpoint = super().save(commit=False)
         data = self.cleaned_data
-        endpoint.credentials_type = data["credentials_type"]
+        endpoint.credentials_type = self.credentials_type
         if self.protocol is Protocol.SSH:
             if endpoint.credentials_type == CredentialsType.USER_PASS:
                 endpoint.password = data.get("password") or self.instance_password

@@ -148,7 +148,8 @@ USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Only a deployment that runs collectstatic needs it; `make run` serves from the finders.
+STATIC_ROOT = env_str("STATIC_ROOT") or None
 NODE_MODULES = BASE_DIR / "node_modules"
 # Front-end libraries come from npm (package.json), never copied into the repo.
 STATICFILES_DIRS = [

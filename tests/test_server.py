@@ -1,0 +1,77 @@
+"""The ASGI app served by a real daphne process, as `make run` starts it."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}: {process.stderr.read().decode()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"daphne did not listen on {port} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    env = {**os.environ, "DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "portal.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def fetch(url: str) -> tuple[int, dict, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, dict(response.headers), response.read()
+
+
+def test_daphne_serves_the_login_page(server):
+    status, headers, body = fetch(server + "/accounts/login/")
+    assert status == 200
+    assert b"Log in" in body
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_daphne_serves_our_static_files_and_the_npm_packages(server):
+    if not (ROOT / "node_modules" / "@xterm" / "xterm").is_dir():
+        pytest.fail("node_modules is missing: run `make test`, which runs npm ci")
+    for path, marker in [
+        ("/static/css/portal.css", b".topbar"),
+        ("/static/vendor/xterm/lib/xterm.js", b"Terminal"),
+        ("/static/vendor/xterm/css/xterm.css", b".xterm"),
+        ("/static/vendor/novnc/core/rfb.js", b"RFB"),
+    ]:
+        status, _, body = fetch(server + path)
+        assert status == 200, path
+        assert marker in body, path
