@@ -100,9 +100,9 @@ class EndpointForm(forms.ModelForm):
             if name not in wanted:
                 del self.fields[name]
         if self.instance.pk is None:
-            self.initial.setdefault("port", DEFAULT_PORTS[self.protocol])
-        if self.protocol is Protocol.SSH and self.instance.pk:
-            self.initial["credentials_type"] = self.instance.credentials_type
+            self.initial["port"] = DEFAULT_PORTS[self.protocol]
+            if self.protocol is Protocol.SSH:
+                self.initial["credentials_type"] = CredentialsType.USER_PASS.value
         if "password" in self.fields and self.instance.password:
             self.fields["password"].help_text = "A password is stored; leave empty to keep it."
         if "private_key" in self.fields and self.instance.private_key:
