@@ -103,6 +103,8 @@ class EndpointForm(forms.ModelForm):
             self.initial["port"] = DEFAULT_PORTS[self.protocol]
             if self.protocol is Protocol.SSH:
                 self.initial["credentials_type"] = CredentialsType.USER_PASS.value
+        if "private_key" in self.fields:
+            self.initial["private_key"] = ""
         if "password" in self.fields and self.instance.password:
             self.fields["password"].help_text = "A password is stored; leave empty to keep it."
         if "private_key" in self.fields and self.instance.private_key:
@@ -160,10 +162,11 @@ class EndpointForm(forms.ModelForm):
         if not data.get("username", "").strip():
             self.add_error("username", "Enter the user name to log in as.")
         if data.get("credentials_type") == CredentialsType.USER_PASS:
-            if not data.get("password") and not self.instance.password:
+            if not data.get("password") and not self.instance_password:
                 self.add_error("password", "Enter the password.")
             return
         text = data.get("private_key_file") or data.get("private_key", "")
+        kept = False
         if data.get("generate_key_pair"):
             pair = keys.generate_key_pair(comment=f"{self.instance.device.serial}-{data.get('name', '')}")
         elif text.strip():
@@ -172,10 +175,12 @@ class EndpointForm(forms.ModelForm):
             except keys.InvalidKey as exc:
                 self.add_error("private_key", f"The private key is not usable: {exc}.")
                 return
-        elif self.instance.private_key:
-            return
+        elif self.instance_private_key:
+            pair = keys.read_private_key(self.instance_private_key)
+            kept = True
         else:
-            self.add_error("private_key", "Paste or upload a private key, or generate a key pair.")
+            if "private_key_file" not in self.errors:
+                self.add_error("private_key", "Paste or upload a private key, or generate a key pair.")
             return
         public_text = data.get("public_key", "").strip()
         if public_text and not data.get("generate_key_pair"):
@@ -187,7 +192,8 @@ class EndpointForm(forms.ModelForm):
             if public.export_public_key("openssh").split()[:2] != pair.public_openssh.encode().split()[:2]:
                 self.add_error("public_key", "The public key does not belong to the private key.")
                 return
-        data["new_private_key"] = pair.openssh
+        if not kept:
+            data["new_private_key"] = pair.openssh
         data["public_key"] = pair.public_openssh
 
     def save(self, commit: bool = True) -> Endpoint:

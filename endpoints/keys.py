@@ -66,6 +66,8 @@ def read_private_key(text: str, passphrase: str = "") -> PrivateKey:
 def _import(data: bytes, passphrase: str) -> asyncssh.SSHKey:
     try:
         return asyncssh.import_private_key(data, passphrase or None)
+    except asyncssh.KeyEncryptionError:
+        raise InvalidKey("the passphrase does not decrypt the private key") from None
     except asyncssh.KeyImportError as exc:
         message = str(exc)
         if "Passphrase must be specified" in message:
@@ -91,11 +93,14 @@ def read_public_key(text: str) -> asyncssh.SSHKey:
 def read_host_key(text: str) -> str:
     """The host key as one OpenSSH line; a known_hosts line is accepted too."""
     text = text.strip()
-    first = text.split("\n", 1)[0].split()
-    # A known_hosts line starts with the host name(s) before the key type.
-    if len(first) >= 3 and not first[0].startswith(("ssh-", "ecdsa-", "sk-")) and "BEGIN" not in text:
-        text = " ".join(first[1:])
-    key = read_public_key(text)
+    try:
+        key = read_public_key(text)
+    except InvalidKey:
+        # A known_hosts line: host name(s), then the key.
+        fields = text.split()
+        if len(fields) < 3 or "\n" in text:
+            raise
+        key = read_public_key(" ".join(fields[1:]))
     return key.export_public_key("openssh").decode().strip()
 
 
@@ -103,7 +108,7 @@ def fingerprint(public_openssh: str) -> str:
     """SHA256 fingerprint as OpenSSH prints it, or '' for no key."""
     if not public_openssh:
         return ""
-    return asyncssh.import_public_key(public_openssh).get_fingerprint("sha256")
+    return read_public_key(public_openssh).get_fingerprint("sha256")
 
 
 def generate_key_pair(comment: str = "") -> PrivateKey:
