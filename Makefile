@@ -29,8 +29,7 @@ install-test: $(VENV)/.installed-test node_modules/.installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py init_admin
-	@echo "Remote access gateway: http://$(HOST):$(PORT)/"
-	$(VENV)/bin/daphne --bind $(HOST) --port $(PORT) portal.asgi:application
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --demo
 
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -57,6 +57,8 @@ class Device(models.Model):
     registered_at = models.DateTimeField(null=True, blank=True, editable=False)
     is_online = models.BooleanField("online", default=False, editable=False)
     last_seen = models.DateTimeField("agent last seen", null=True, blank=True, editable=False)
+    # The channel of the device's one live control connection, if any.
+    control_channel = models.CharField(max_length=200, blank=True, editable=False)
     created = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -42,6 +42,15 @@ class Operation(models.Model):
     ended = models.DateTimeField(null=True, blank=True)
     bytes_to_device = models.BigIntegerField(default=0)
     bytes_from_device = models.BigIntegerField(default=0)
+    # The connection key itself is only ever in memory and in the 530 line;
+    # the database keeps its hash.
+    connection_key_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tunnel_connected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    device_confirmed = models.BooleanField(default=False, editable=False)
+    # Where the session's client side listens, so a device tunnel or a status
+    # report on any worker can reach it.
+    client_channel = models.CharField(max_length=200, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created", "-pk"]
@@ -65,12 +74,6 @@ class Operation(models.Model):
             username=user.get_username(),
             client_address=client_address,
         )
-
-    def fail(self, reason: str) -> None:
-        self.status = Status.FAILED
-        self.failure_reason = reason
-        self.ended = self.ended or timezone.now()
-        self.save(update_fields=["status", "failure_reason", "ended", "updated"])
 
     @property
     def total_bytes(self) -> int:

@@ -6,7 +6,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from endpoints.access import get_device, get_endpoint
-from sessions.models import Operation
+from sessions import operations
+from sessions.models import Operation, Status
 
 OPERATIONS_PER_PAGE = 50
 
@@ -23,12 +24,10 @@ def control(request: HttpRequest, device_id: int) -> HttpResponse:
 @require_POST
 def connect(request: HttpRequest, device_id: int, endpoint_id: int) -> HttpResponse:
     endpoint = get_endpoint(request.user, device_id, endpoint_id)
-    operation = Operation.for_endpoint(endpoint, request.user, request.META.get("REMOTE_ADDR"))
-    operation.save()
-    if not endpoint.device.is_online:
-        operation.fail("device is offline")
-        messages.error(
-            request,
-            f"Cannot connect to “{endpoint.name}”: the device is offline (its agent is not connected).",
-        )
+    new = operations.create(endpoint, request.user, request.META.get("REMOTE_ADDR"))
+    operation = new.operation
+    if operation.status != Status.FAILED:
+        operations.fail_unless_connected(operation.pk, "sessions in the browser are not available yet")
+        operation.refresh_from_db()
+    messages.error(request, f"Cannot connect to “{endpoint.name}”: {operation.failure_reason}.")
     return redirect("control", device_id=endpoint.device.pk)

@@ -85,3 +85,14 @@ def vnc_endpoint(device) -> Endpoint:
         credentials_type=CredentialsType.PASS_ONLY,
         password="vnc-pass",
     )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory) -> None:
+    """Keep the test database in a file, so that servers the tests start in
+    other processes (daphne, via tests/live.py) can share it."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        path = tmp_path_factory.mktemp("database") / "test.sqlite3"
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(path)

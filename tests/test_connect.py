@@ -12,7 +12,7 @@ def test_connect_to_an_offline_device_fails_with_a_recorded_reason(client, opera
         reverse("endpoint-connect", args=[device.pk, ssh_endpoint.pk]), follow=True, REMOTE_ADDR="127.0.0.9"
     )
     page = response.content.decode()
-    assert "the device is offline" in page
+    assert "Cannot connect to “PLC shell”: device is offline." in page
     operation = Operation.objects.get()
     assert operation.status == Status.FAILED
     assert operation.failure_reason == "device is offline"

@@ -1,0 +1,34 @@
+"""Users on API and command-line endpoints: `Authorization: Basic` with the
+user's password (a `<tenant>/` prefix is ignored) or `Bearer` with an API
+token."""
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from endpoints.device_auth import parse_basic
+from endpoints.models import hash_token
+from portal.models import ApiToken
+
+
+def user_for_token(token: str) -> AbstractBaseUser | None:
+    api_token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(token)).first()
+    if api_token is None or not api_token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=api_token.pk).update(last_used=timezone.now())
+    return api_token.user
+
+
+def user_for_authorization(header: str) -> AbstractBaseUser | None:
+    """The user these credentials belong to, or None. This runs a query, and
+    for passwords a deliberately slow hash."""
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() == "basic":
+        parsed = parse_basic(credentials)
+        if parsed is None:
+            return None
+        user = authenticate(username=parsed[0], password=parsed[1])
+        return user if user is not None and user.is_active else None
+    if scheme.lower() == "bearer" and credentials.strip():
+        return user_for_token(credentials.strip())
+    return None

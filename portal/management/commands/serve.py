@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+from daphne.cli import CommandLineInterface
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+# WebSocket frames carry at most 64 KiB; anything over 1 MiB is refused.
+MAX_MESSAGE = 1024 * 1024
+
+
+def daphne_arguments(host: str, port: int) -> list[str]:
+    interval = settings.REMOTE_ACCESS_PING_INTERVAL
+    return [
+        "--bind", host,
+        "--port", str(port),
+        "--ping-interval", str(interval),
+        "--ping-timeout", str(interval * 2),
+        # Sessions last as long as people work; daphne's default is 24 h.
+        "--websocket_timeout", "-1",
+        "--websocket-max-message-size", str(MAX_MESSAGE),
+        "--websocket-max-frame-size", str(MAX_MESSAGE),
+        "portal.asgi:application",
+    ]
+
+
+class Command(BaseCommand):
+    help = "Start the gateway on daphne, optionally with the demo device's agent beside it."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--demo", action="store_true", help="run the demo device's agent too")
+
+    def handle(self, *args: object, **options: object) -> None:
+        host, port = str(options["host"]), int(options["port"])
+        url = f"http://{host}:{port}"
+        agent = None
+        if options["demo"]:
+            config = call_command("demo_device", "--server", url)
+            agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", config])
+        self.stdout.write(f"Remote access gateway: {url}/")
+        try:
+            CommandLineInterface().run(daphne_arguments(host, port))
+        finally:
+            if agent is not None:
+                agent.terminate()
+                agent.wait(timeout=10)

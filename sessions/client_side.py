@@ -1,0 +1,111 @@
+"""The client side of one session, whatever its client (a local proxy's
+WebSocket now, a terminal or VNC bridge later): create the operation, ask the
+device for a tunnel, wait for it, relay, and record the end."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from endpoints.models import Endpoint
+from sessions import operations, relay
+from sessions.models import Status
+from sessions.relay import Closed, LayerPort, Side
+
+log = logging.getLogger(__name__)
+
+DEVICE_OFFLINE = 4001
+DEVICE_DID_NOT_CONNECT = 4002
+DEVICE_REPORTED_FAILURE = 4003
+# A tunnel claimed on another worker may take a moment to announce itself.
+JOIN_GRACE = 10.0
+
+
+class ClientSession:
+    def __init__(self, side: Side, endpoint: Endpoint, user: Any, client_address: str | None) -> None:
+        self.side = side
+        self.endpoint = endpoint
+        self.user = user
+        self.client_address = client_address
+        self.operation_id: int | None = None
+        self.connect_line = ""
+        self.failure: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.port: LayerPort | None = None
+
+    async def run(self) -> Closed:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        self.port = LayerPort(layer, channel, self.side, on_event=self._event)
+        try:
+            return await self._run(channel)
+        finally:
+            await self.port.stop()
+            if self.operation_id is not None:
+                relay.waiting.pop(self.operation_id, None)
+                await database_sync_to_async(operations.end)(self.operation_id, to_device=self.side.bytes_in)
+
+    async def _run(self, channel: str) -> Closed:
+        new = await database_sync_to_async(operations.create)(
+            self.endpoint, self.user, self.client_address, channel
+        )
+        self.operation_id = new.operation.pk
+        self.connect_line = new.connect_line
+        if new.operation.status == Status.FAILED:
+            closed = Closed(new.operation.failure_reason, DEVICE_OFFLINE)
+            await self.side.close_websocket(closed)
+            return closed
+        relay.waiting[self.operation_id] = self.side
+        await self._ask_device()
+        relay_task = asyncio.create_task(self.side.run())
+        try:
+            await self._wait_for_device(relay_task)
+            return await relay_task
+        finally:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+
+    async def _wait_for_device(self, relay_task: "asyncio.Task[Closed]") -> None:
+        """Until the tunnel joins, the device reports failure, the key expires
+        or the client leaves; then keep watching for a reported failure."""
+        ttl = operations.key_ttl().total_seconds()
+        joined = asyncio.create_task(self.side.joined.wait())
+        try:
+            await asyncio.wait({joined, relay_task, self.failure}, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
+            if relay_task.done() and not joined.done():
+                await database_sync_to_async(operations.fail_unless_connected)(
+                    self.operation_id, "the client closed the connection before the device connected"
+                )
+                return
+            if not joined.done() and not self.failure.done():
+                reason = f"device did not connect within {round(ttl)} s"
+                if await database_sync_to_async(operations.fail_unless_connected)(self.operation_id, reason):
+                    await self.side.end(Closed(reason, DEVICE_DID_NOT_CONNECT))
+                    return
+                await asyncio.wait({joined, relay_task, self.failure}, timeout=JOIN_GRACE,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not joined.done() and not relay_task.done():
+                    await self.side.end(Closed("the device's tunnel was lost", DEVICE_DID_NOT_CONNECT))
+                    return
+            await asyncio.wait({relay_task, self.failure}, return_when=asyncio.FIRST_COMPLETED)
+            if self.failure.done() and not relay_task.done():
+                await self.side.end(Closed(self.failure.result(), DEVICE_REPORTED_FAILURE))
+        finally:
+            joined.cancel()
+
+    async def _ask_device(self) -> None:
+        control = await database_sync_to_async(operations.control_channel_of)(self.endpoint.device_id)
+        if control:
+            await get_channel_layer().send(control, {"type": "control.send", "line": self.connect_line})
+
+    async def _event(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "relay.join" and self.port is not None:
+            self.side.attach(self.port.connect(message["channel"]))
+        elif kind == "operation.failed" and not self.failure.done():
+            self.failure.set_result(message.get("reason") or "the device reported a failure")
+        elif kind == "device.online" and not self.side.joined.is_set():
+            await self._ask_device()

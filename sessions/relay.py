@@ -1,0 +1,364 @@
+"""The byte relay between the two sides of one session.
+
+Plain asyncio, no Django. A side knows its own WebSocket only as an ASGI
+`receive` and `send` and its peer only through an outlet: a `LocalOutlet`
+when both sides live in this process (the bytes never leave it), a
+`LayerOutlet` through the channel layer when they do not. Either way a
+sender waits while its peer is `WINDOW` chunks behind, so a slow reader slows
+the writer instead of growing a buffer, and bytes arrive whole and in order.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+# Chunks in flight between the two sides: at most 1 MiB per direction.
+WINDOW = 16
+# What a client may send before its device has joined.
+PENDING_LIMIT = 1024 * 1024
+# Acknowledge delivered chunks in batches to save layer round trips.
+ACK_EVERY = 4
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Closed:
+    """Why a side ended, and the WebSocket close code its peer should use."""
+
+    reason: str
+    code: int = 1000
+    from_peer: bool = False
+
+
+class PeerGone(Exception):
+    """The peer ended while we were waiting to send to it."""
+
+
+class Overflow(Exception):
+    """The client sent more than PENDING_LIMIT before the device joined."""
+
+
+class Inbox:
+    """Bytes from the peer, in order, then one Closed. Bounded: `put` waits."""
+
+    def __init__(self, limit: int = WINDOW) -> None:
+        self._items: deque[bytes] = deque()
+        self._limit = limit
+        self._closed: Closed | None = None
+        self._shut = False
+        self._changed = asyncio.Condition()
+
+    async def put(self, data: bytes) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._items) < self._limit or self._shut or self._closed)
+            if self._shut or self._closed:
+                raise PeerGone()
+            self._items.append(data)
+            self._changed.notify_all()
+
+    async def close(self, closed: Closed) -> None:
+        """Deliver `closed` after what is queued; never waits for room."""
+        async with self._changed:
+            if self._closed is None:
+                self._closed = closed
+            self._changed.notify_all()
+
+    async def shut(self) -> None:
+        """The owner has ended: senders stop waiting and learn the peer is gone."""
+        async with self._changed:
+            self._shut = True
+            self._changed.notify_all()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> bytes | Closed:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._items or self._closed)
+            if self._items:
+                data = self._items.popleft()
+                self._changed.notify_all()
+                return data
+            assert self._closed is not None
+            return self._closed
+
+
+class Outlet(Protocol):
+    async def put(self, data: bytes) -> None: ...
+
+    async def close(self, closed: Closed) -> None: ...
+
+
+class LocalOutlet:
+    """Straight into the peer's inbox, in this process."""
+
+    def __init__(self, peer: "Side") -> None:
+        self.peer = peer
+
+    async def put(self, data: bytes) -> None:
+        await self.peer.inbox.put(data)
+
+    async def close(self, closed: Closed) -> None:
+        await self.peer.inbox.close(replace(closed, from_peer=True))
+
+
+class ChannelLayer(Protocol):
+    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
+
+    async def receive(self, channel: str) -> dict[str, Any]: ...
+
+    async def new_channel(self) -> str: ...
+
+
+class LayerOutlet:
+    """To a peer in another process, through the channel layer.
+
+    Channel layers may reorder messages (channels-redis orders by timestamp)
+    and drop them when full, so every chunk carries a sequence number and the
+    sender keeps at most WINDOW chunks unacknowledged.
+    """
+
+    def __init__(self, layer: ChannelLayer, peer_channel: str) -> None:
+        self.layer = layer
+        self.peer_channel = peer_channel
+        self.sequence = 0
+        self.credits = asyncio.Semaphore(WINDOW)
+        self.gone = False
+
+    async def put(self, data: bytes) -> None:
+        await self.credits.acquire()
+        if self.gone:
+            raise PeerGone()
+        await self.layer.send(self.peer_channel, {"type": "relay.data", "seq": self.sequence, "bytes": data})
+        self.sequence += 1
+
+    async def close(self, closed: Closed) -> None:
+        message = {"type": "relay.close", "seq": self.sequence, "reason": closed.reason, "code": closed.code}
+        with contextlib.suppress(Exception):
+            await self.layer.send(self.peer_channel, message)
+
+    def acknowledged(self, count: int) -> None:
+        for _ in range(count):
+            self.credits.release()
+
+    def peer_gone(self) -> None:
+        self.gone = True
+        # Wake every sender waiting for credit so it sees `gone`.
+        for _ in range(WINDOW + 1):
+            self.credits.release()
+
+
+class Side:
+    """One WebSocket of a session: pumps its frames to the peer and the peer's
+    bytes to it, until either ends."""
+
+    def __init__(self, name: str, receive: Receive, send: Send, *, text_ends: bool) -> None:
+        self.name = name
+        self.receive = receive
+        self.send = send
+        # A text frame from a device (e.g. "## Shutdown ##") ends the session;
+        # it is never forwarded.
+        self.text_ends = text_ends
+        self.inbox = Inbox()
+        self.outlet: Outlet | None = None
+        self.joined = asyncio.Event()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.remote: "LayerPort | None" = None
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._disconnected = False
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, outlet: Outlet) -> None:
+        """Connect to the peer; what arrived before is sent first, in order."""
+        task = asyncio.create_task(self._attach(outlet))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attach(self, outlet: Outlet) -> None:
+        async with self._lock:
+            try:
+                for chunk in self._pending:
+                    await outlet.put(chunk)
+            except PeerGone:
+                return
+            self._pending.clear()
+            self._pending_size = 0
+            self.outlet = outlet
+            self.joined.set()
+
+    async def _forward(self, data: bytes) -> None:
+        async with self._lock:
+            if self.outlet is None:
+                self._pending_size += len(data)
+                if self._pending_size > PENDING_LIMIT:
+                    raise Overflow()
+                self._pending.append(data)
+                return
+            for start in range(0, len(data), CHUNK):
+                await self.outlet.put(data[start : start + CHUNK])
+
+    async def _pump_in(self) -> Closed:
+        """Own WebSocket → peer."""
+        while True:
+            message = await self.receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                self._disconnected = True
+                return Closed(f"the {self.name} closed the connection")
+            if kind != "websocket.receive":
+                continue
+            data = message.get("bytes")
+            if data is None:
+                if self.text_ends:
+                    return Closed(f"the {self.name} ended the session")
+                return Closed(f"the {self.name} sent a text frame; only binary frames are relayed", 1003)
+            self.bytes_in += len(data)
+            try:
+                await self._forward(data)
+            except PeerGone:
+                return Closed("the peer has gone")
+            except Overflow:
+                return Closed(f"the {self.name} sent more than 1 MiB before the device connected", 1009)
+
+    async def _pump_out(self) -> Closed:
+        """Peer → own WebSocket."""
+        delivered = 0
+        while True:
+            item = await self.inbox.get()
+            if isinstance(item, Closed):
+                return item
+            await self.send({"type": "websocket.send", "bytes": item})
+            self.bytes_out += len(item)
+            if self.remote is not None:
+                delivered += 1
+                if delivered >= ACK_EVERY or self.inbox.empty():
+                    await self.remote.acknowledge(delivered)
+                    delivered = 0
+
+    async def run(self) -> Closed:
+        """Relay until either side ends; close our WebSocket and tell the peer."""
+        pump_in = asyncio.create_task(self._pump_in())
+        pump_out = asyncio.create_task(self._pump_out())
+        done, _ = await asyncio.wait({pump_in, pump_out}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (pump_in, pump_out, *self._tasks):
+            task.cancel()
+        await asyncio.gather(pump_in, pump_out, *self._tasks, return_exceptions=True)
+        finished = done.pop()
+        closed = finished.result() if not finished.cancelled() and finished.exception() is None else Closed(
+            "the relay failed", 1011
+        )
+        await self.inbox.shut()
+        if not closed.from_peer and self.outlet is not None:
+            await self.outlet.close(closed)
+        if not self._disconnected:
+            await self.close_websocket(closed)
+        return closed
+
+    async def end(self, closed: Closed) -> None:
+        """End the session from outside the relay (a failure, a timeout)."""
+        await self.inbox.close(closed)
+
+    async def close_websocket(self, closed: Closed) -> None:
+        with contextlib.suppress(Exception):
+            await self.send({"type": "websocket.close", "code": closed.code, "reason": closed.reason[:120]})
+
+
+def pair_locally(client: Side, device: Side) -> None:
+    client.attach(LocalOutlet(device))
+    device.attach(LocalOutlet(client))
+
+
+class LayerPort:
+    """A side's own channel on the channel layer: chunks and acknowledgements
+    from a peer in another process, and events for the session (passed to
+    `on_event`)."""
+
+    def __init__(
+        self,
+        layer: ChannelLayer,
+        channel: str,
+        side: Side,
+        on_event: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.layer = layer
+        self.channel = channel
+        self.side = side
+        self.on_event = on_event
+        self.outlet: LayerOutlet | None = None
+        self.peer_channel = ""
+        self._expected = 0
+        self._early: dict[int, bytes] = {}
+        self._close: dict[str, Any] | None = None
+        side.remote = None
+        self.task = asyncio.create_task(self._read())
+
+    def connect(self, peer_channel: str) -> LayerOutlet:
+        """Relay to the peer at `peer_channel` from now on."""
+        self.peer_channel = peer_channel
+        self.outlet = LayerOutlet(self.layer, peer_channel)
+        self.side.remote = self
+        return self.outlet
+
+    async def acknowledge(self, count: int) -> None:
+        if self.peer_channel:
+            await self.layer.send(self.peer_channel, {"type": "relay.ack", "count": count})
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            kind = message.get("type")
+            if kind == "relay.data":
+                try:
+                    await self._data(message["seq"], message["bytes"])
+                except PeerGone:
+                    continue
+            elif kind == "relay.ack":
+                if self.outlet is not None:
+                    self.outlet.acknowledged(int(message["count"]))
+            elif kind == "relay.close":
+                self._close = message
+                await self._maybe_close()
+            elif self.on_event is not None:
+                await self.on_event(message)
+
+    async def _data(self, sequence: int, data: bytes) -> None:
+        if sequence < self._expected:
+            return
+        self._early[sequence] = data
+        if len(self._early) > WINDOW:
+            # More than the window out of order means a message was lost:
+            # end the session rather than deliver a stream with a hole.
+            log.error("relay lost a chunk on %s: expected %d", self.channel, self._expected)
+            await self.side.inbox.close(Closed("the relay lost data between workers", 1011))
+            return
+        while self._expected in self._early:
+            await self.side.inbox.put(self._early.pop(self._expected))
+            self._expected += 1
+        await self._maybe_close()
+
+    async def _maybe_close(self) -> None:
+        if self._close is not None and self._expected >= int(self._close["seq"]):
+            if self.outlet is not None:
+                self.outlet.peer_gone()
+            await self.side.inbox.close(Closed(self._close["reason"], int(self._close["code"]), from_peer=True))
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+# Client sides in this process waiting for their device tunnel, by operation id.
+waiting: dict[int, Side] = {}

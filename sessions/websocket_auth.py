@@ -1,0 +1,74 @@
+"""Who is on the other end of a WebSocket, and how to turn them away."""
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+
+from endpoints.device_auth import device_for_authorization
+from endpoints.models import Device
+from portal.auth import user_for_authorization
+
+Scope = dict[str, Any]
+
+
+def header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin1")
+    return ""
+
+
+def client_address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+@database_sync_to_async
+def authenticate_device(scope: Scope) -> Device | None:
+    authorization = header(scope, b"authorization")
+    return device_for_authorization(authorization) if authorization else None
+
+
+async def authenticate_user(scope: Scope) -> Any:
+    """The user of a browser session cookie, or of an Authorization header."""
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return user
+    authorization = header(scope, b"authorization")
+    if authorization:
+        return await database_sync_to_async(user_for_authorization)(authorization)
+    return None
+
+
+async def refuse(scope: Scope, send: Any, status: int, reason: str) -> None:
+    """Refuse the upgrade with an HTTP status where the server can send one
+    (the ASGI denial-response extension); daphne cannot, and answers 403."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = (reason + "\n").encode()
+        await send({
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        })
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close"})
+
+
+def subprotocol(scope: Scope) -> str | None:
+    """Echo `binary` when asked for (thin-edge fails otherwise); never require it."""
+    return "binary" if "binary" in scope.get("subprotocols", []) else None
+
+
+class ForeignOriginValidator(OriginValidator):
+    """Refuse browsers from other sites; allow clients that send no Origin at
+    all (command-line tools), since only browsers can be made to connect
+    with someone else's cookies."""
+
+    def __init__(self, application: Any) -> None:
+        super().__init__(application, settings.ALLOWED_HOSTS)
+
+    def valid_origin(self, parsed_origin: Any) -> bool:
+        return parsed_origin is None or super().valid_origin(parsed_origin)
