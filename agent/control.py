@@ -36,7 +36,7 @@ SHUTDOWN_TIMEOUT = 10.0
 
 
 class CredentialsRefused(Exception):
-    """The server answered 401 to the control channel: the device must register again."""
+    """The server refused the control channel (401 or 403): the device must register again."""
 
 
 class Backoff:
@@ -142,7 +142,7 @@ class Agent:
         self.outbox.put(line)
 
     async def run(self) -> None:
-        """Serve until :meth:`stop`; raise :class:`CredentialsRefused` on HTTP 401."""
+        """Serve until :meth:`stop`; raise :class:`CredentialsRefused` on HTTP 401 or 403."""
         if not self.allow.allows_all:
             logger.info("allow-list: %s", ", ".join(e.text for e in self.allow.entries))
         else:
@@ -186,7 +186,10 @@ class Agent:
         if exc is None:
             return attempt.result()
         if isinstance(exc, InvalidStatus):
-            if exc.response.status_code == 401:
+            # The control channel has no reason to refuse a device but its
+            # credentials; servers that cannot answer 401 to an upgrade
+            # (daphne) answer 403.
+            if exc.response.status_code in (401, 403):
                 raise CredentialsRefused("the device's credentials were refused: register again")
             return f"the server answered HTTP {exc.response.status_code}"
         if isinstance(exc, ConnectionClosed):

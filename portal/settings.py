@@ -49,13 +49,16 @@ for _key in REMOTE_ACCESS_SECRET_KEYS:
             "print(Fernet.generate_key().decode())'"
         ) from None
 
+# Writers queue for the lock instead of failing at once when several
+# processes or threads share the file.
+SQLITE_OPTIONS = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 if EMBEDDED:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "db.sqlite3",
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            "OPTIONS": SQLITE_OPTIONS,
         }
     }
 else:
@@ -63,6 +66,9 @@ else:
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
 
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
@@ -71,7 +77,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times out reads after 5 s by default, which kills the
+            # layer's blocking receive on every idle channel.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
 else:

@@ -13,20 +13,28 @@ from channels.layers import get_channel_layer
 from endpoints.models import Endpoint
 from sessions import operations, relay
 from sessions.models import Status
-from sessions.relay import Closed, LayerPort, Side
+from sessions.relay import (
+    DEVICE_DID_NOT_CONNECT,
+    DEVICE_OFFLINE,
+    DEVICE_REPORTED_FAILURE,
+    Closed,
+    LayerPort,
+    Side,
+)
 
 log = logging.getLogger(__name__)
 
-DEVICE_OFFLINE = 4001
-DEVICE_DID_NOT_CONNECT = 4002
-DEVICE_REPORTED_FAILURE = 4003
 # A tunnel claimed on another worker may take a moment to announce itself.
 JOIN_GRACE = 10.0
+# An agent may open the tunnel and the target at once and close the tunnel
+# when the target refuses; its failure report may come just after.
+REPORT_GRACE = 1.5
 
 
 class ClientSession:
     def __init__(self, side: Side, endpoint: Endpoint, user: Any, client_address: str | None) -> None:
         self.side = side
+        side.on_peer_closed = self._device_closed
         self.endpoint = endpoint
         self.user = user
         self.client_address = client_address
@@ -95,6 +103,17 @@ class ClientSession:
                 await self.side.end(Closed(self.failure.result(), DEVICE_REPORTED_FAILURE))
         finally:
             joined.cancel()
+
+    async def _device_closed(self, closed: Closed) -> Closed:
+        """The device's reason, when it reports a failure as it closes."""
+        if not self.failure.done():
+            confirmed = await database_sync_to_async(operations.device_confirmed)(self.operation_id)
+            if not confirmed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self.failure), REPORT_GRACE)
+        if self.failure.done():
+            return Closed(self.failure.result(), DEVICE_REPORTED_FAILURE, from_peer=True)
+        return closed
 
     async def _ask_device(self) -> None:
         control = await database_sync_to_async(operations.control_channel_of)(self.endpoint.device_id)

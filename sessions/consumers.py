@@ -55,7 +55,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self._error("binary frame on the control channel; send SmartREST text lines")
             return
-        for line in text_data.splitlines() or [""]:
+        # Only CR/LF end a line: other Unicode line breaks may sit in a quoted field.
+        for line in text_data.rstrip("\r\n").split("\n"):
             report = await database_sync_to_async(operations.apply_report)(self.device, line)
             if report.error:
                 await self._error(report.error, line)

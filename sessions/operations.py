@@ -153,8 +153,9 @@ def _by_fragment(device: Device, fragment: str, target: Status, reason: str) -> 
         candidate = (operations.filter(status=Status.EXECUTING).first()
                      or operations.filter(status=Status.SUCCESSFUL, device_confirmed=False).first())
     else:
-        candidate = (operations.filter(status__in=OPEN).first()
-                     or operations.filter(status=Status.SUCCESSFUL, device_confirmed=False).first())
+        candidate = (operations.filter(status=Status.EXECUTING).first()
+                     or operations.filter(status=Status.SUCCESSFUL, device_confirmed=False).first()
+                     or operations.filter(status=Status.PENDING).first())
     if candidate is None:
         return Report(error=f"no {smartrest.CONNECT} operation to move to {target}")
     return _move(candidate, target, reason)
@@ -230,6 +231,7 @@ def waiting_clients(device_id: int) -> list[str]:
     )
 
 
-def client_channel_of(operation_id: int) -> str:
-    return Operation.objects.filter(pk=operation_id).values_list("client_channel", flat=True).first() or ""
+def device_confirmed(operation_id: int) -> bool:
+    """Has the device reported on the operation (success or failure)?"""
+    return Operation.objects.filter(pk=operation_id, device_confirmed=True).exists()
 

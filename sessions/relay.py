@@ -21,8 +21,16 @@ log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 # Chunks in flight between the two sides: at most 1 MiB per direction.
 WINDOW = 16
-# What a client may send before its device has joined.
+# What a client may send before its device has joined; then it is not read
+# until the device joins.
 PENDING_LIMIT = 1024 * 1024
+
+# WebSocket close codes; applications may only use 1000 and 3000-4999.
+DEVICE_OFFLINE = 4001
+DEVICE_DID_NOT_CONNECT = 4002
+DEVICE_REPORTED_FAILURE = 4003
+TEXT_FRAME = 4010
+RELAY_FAILED = 4011
 # Acknowledge delivered chunks in batches to save layer round trips.
 ACK_EVERY = 4
 
@@ -41,10 +49,6 @@ class Closed:
 
 class PeerGone(Exception):
     """The peer ended while we were waiting to send to it."""
-
-
-class Overflow(Exception):
-    """The client sent more than PENDING_LIMIT before the device joined."""
 
 
 class Inbox:
@@ -161,13 +165,23 @@ class Side:
     """One WebSocket of a session: pumps its frames to the peer and the peer's
     bytes to it, until either ends."""
 
-    def __init__(self, name: str, receive: Receive, send: Send, *, text_ends: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        receive: Receive,
+        send: Send,
+        *,
+        text_ends: bool,
+        on_peer_closed: Callable[[Closed], Awaitable[Closed]] | None = None,
+    ) -> None:
         self.name = name
         self.receive = receive
         self.send = send
         # A text frame from a device (e.g. "## Shutdown ##") ends the session;
         # it is never forwarded.
         self.text_ends = text_ends
+        # May give a better reason than the peer's for closing this side.
+        self.on_peer_closed = on_peer_closed
         self.inbox = Inbox()
         self.outlet: Outlet | None = None
         self.joined = asyncio.Event()
@@ -199,15 +213,18 @@ class Side:
             self.joined.set()
 
     async def _forward(self, data: bytes) -> None:
-        async with self._lock:
-            if self.outlet is None:
-                self._pending_size += len(data)
-                if self._pending_size > PENDING_LIMIT:
-                    raise Overflow()
-                self._pending.append(data)
-                return
-            for start in range(0, len(data), CHUNK):
-                await self.outlet.put(data[start : start + CHUNK])
+        while True:
+            async with self._lock:
+                if self.outlet is not None:
+                    for start in range(0, len(data), CHUNK):
+                        await self.outlet.put(data[start : start + CHUNK])
+                    return
+                if self._pending_size + len(data) <= PENDING_LIMIT or not self._pending:
+                    self._pending.append(data)
+                    self._pending_size += len(data)
+                    return
+            # Stop reading the client until its device joins.
+            await self.joined.wait()
 
     async def _pump_in(self) -> Closed:
         """Own WebSocket → peer."""
@@ -223,14 +240,12 @@ class Side:
             if data is None:
                 if self.text_ends:
                     return Closed(f"the {self.name} ended the session")
-                return Closed(f"the {self.name} sent a text frame; only binary frames are relayed", 1003)
+                return Closed(f"the {self.name} sent a text frame; only binary frames are relayed", TEXT_FRAME)
             self.bytes_in += len(data)
             try:
                 await self._forward(data)
             except PeerGone:
                 return Closed("the peer has gone")
-            except Overflow:
-                return Closed(f"the {self.name} sent more than 1 MiB before the device connected", 1009)
 
     async def _pump_out(self) -> Closed:
         """Peer → own WebSocket."""
@@ -238,6 +253,8 @@ class Side:
         while True:
             item = await self.inbox.get()
             if isinstance(item, Closed):
+                if item.from_peer and self.on_peer_closed is not None:
+                    return await self.on_peer_closed(item)
                 return item
             await self.send({"type": "websocket.send", "bytes": item})
             self.bytes_out += len(item)
@@ -257,7 +274,7 @@ class Side:
         await asyncio.gather(pump_in, pump_out, *self._tasks, return_exceptions=True)
         finished = done.pop()
         closed = finished.result() if not finished.cancelled() and finished.exception() is None else Closed(
-            "the relay failed", 1011
+            "the relay failed", RELAY_FAILED
         )
         await self.inbox.shut()
         if not closed.from_peer and self.outlet is not None:
@@ -341,7 +358,7 @@ class LayerPort:
             # More than the window out of order means a message was lost:
             # end the session rather than deliver a stream with a hole.
             log.error("relay lost a chunk on %s: expected %d", self.channel, self._expected)
-            await self.side.inbox.close(Closed("the relay lost data between workers", 1011))
+            await self.side.inbox.close(Closed("the relay lost data between workers", RELAY_FAILED))
             return
         while self._expected in self._early:
             await self.side.inbox.put(self._early.pop(self._expected))

@@ -1,0 +1,223 @@
+"""The whole path with real processes: a local-proxy client's WebSocket →
+daphne → the device's tunnel → the real agent → a TCP target, and back."""
+
+import os
+import threading
+import time
+
+import pytest
+from django.contrib.auth.models import User
+from guardian.shortcuts import assign_perm
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from endpoints.models import Device, Endpoint, Protocol
+from portal.models import ApiToken
+from sessions.models import Operation, Status
+from tests.live import Agent, EchoServer, Gateway, clean_database, free_port, live_database, wait_until
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def gateway(django_db_setup, django_db_blocker):
+    """The gateway on daphne, in its own process, sharing the test database."""
+    with live_database(django_db_blocker):
+        server = Gateway().start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def gateway_log(gateway):
+    """The gateway's log lines of this test, shown when it fails."""
+    start = len(gateway.output.lines)
+    yield
+    print("\n".join(gateway.output.lines[start:]))
+
+
+@pytest.fixture
+def echo():
+    server = EchoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def setup(gateway, echo):
+    clean_database()
+    device = Device.objects.create(serial="gw-e2e", name="E2E gateway")
+    user = User.objects.create_user("tech", password="tech-pass-1")
+    assign_perm("remote_access_read", user, device)
+    endpoint = Endpoint.objects.create(
+        device=device, name="Echo", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=echo.port
+    )
+    return {"device": device, "user": user, "endpoint": endpoint, "token": ApiToken.issue(user, "cli")[1]}
+
+
+@pytest.fixture
+def agent(setup, gateway, tmp_path):
+    process = Agent(tmp_path, gateway.url, setup["device"]).start()
+    process.wait_online()
+    yield process
+    process.stop()
+
+
+def client_url(gateway, endpoint) -> str:
+    return f"{gateway.ws_url}/service/remoteaccess/client/{endpoint.device_id}/configurations/{endpoint.pk}"
+
+
+def open_client(gateway, setup, endpoint=None):
+    return connect(
+        client_url(gateway, endpoint or setup["endpoint"]),
+        additional_headers={"Authorization": f"Bearer {setup['token']}"},
+        subprotocols=["binary"],
+        max_size=2 * MIB,
+        open_timeout=10,
+    )
+
+
+def operation() -> Operation:
+    return Operation.objects.get()
+
+
+def wait_for_end(timeout: float = 10) -> Operation:
+    wait_until(lambda: operation().ended is not None, timeout, "the operation's end")
+    return operation()
+
+
+def test_ten_mib_go_through_the_agent_and_back_intact(gateway, setup, agent):
+    payload = os.urandom(10 * MIB)
+    received = bytearray()
+    with open_client(gateway, setup) as ws:
+        assert ws.subprotocol == "binary"
+
+        def send_all() -> None:
+            for start in range(0, len(payload), 64 * 1024):
+                ws.send(payload[start : start + 64 * 1024])
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        while len(received) < len(payload):
+            received += ws.recv(timeout=20)
+        sender.join(20)
+    assert bytes(received) == payload
+    wait_until(lambda: operation().bytes_from_device == len(payload), 10, "both sides' byte counts")
+    record = wait_for_end()
+    assert record.status == Status.SUCCESSFUL
+    assert record.device_confirmed, "the agent's 506 (successful) report arrived"
+    assert record.bytes_to_device == len(payload)
+    assert record.bytes_from_device == len(payload)
+    assert record.username == "tech" and record.client_address == "127.0.0.1"
+
+
+def test_the_client_closing_closes_the_target(gateway, setup, agent, echo):
+    with open_client(gateway, setup) as ws:
+        ws.send(b"ping")
+        assert ws.recv(timeout=10) == b"ping"
+    assert echo.closed.wait(2), "the target's connection was not closed within 2 s"
+    record = wait_for_end()
+    assert record.status == Status.SUCCESSFUL
+
+
+def test_the_target_closing_closes_the_client(gateway, setup, agent, echo):
+    with open_client(gateway, setup) as ws:
+        ws.send(b"ping")
+        assert ws.recv(timeout=10) == b"ping"
+        started = time.monotonic()
+        echo.close_all()
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=2)
+        assert time.monotonic() - started < 2
+    assert wait_for_end().status == Status.SUCCESSFUL
+
+
+def test_killing_the_agent_closes_the_client(gateway, setup, agent):
+    with open_client(gateway, setup) as ws:
+        ws.send(b"ping")
+        assert ws.recv(timeout=10) == b"ping"
+        started = time.monotonic()
+        agent.kill()
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=2)
+        assert time.monotonic() - started < 2
+    record = wait_for_end()
+    assert record.status == Status.SUCCESSFUL and record.ended is not None
+
+
+def test_an_offline_device_fails_at_once(gateway, setup):
+    with open_client(gateway, setup) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 4001
+    record = operation()
+    assert (record.status, record.failure_reason) == (Status.FAILED, "device is offline")
+
+
+def test_a_target_outside_the_allow_list_fails_with_the_agents_reason(gateway, setup, tmp_path):
+    process = Agent(tmp_path, gateway.url, setup["device"], allow=["10.1.2.3:22"]).start()
+    try:
+        process.wait_online()
+        with open_client(gateway, setup) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4003
+        record = operation()
+        assert record.status == Status.FAILED
+        assert record.failure_reason == "target not allowed by the agent's allow-list"
+    finally:
+        process.stop()
+
+
+def test_a_refused_target_fails_with_the_agents_reason(gateway, setup, agent):
+    port = free_port()
+    endpoint = Endpoint.objects.create(
+        device=setup["device"], name="Nothing", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=port
+    )
+    with open_client(gateway, setup, endpoint) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=15)
+    assert closed.value.rcvd.code == 4003
+    record = Operation.objects.get(endpoint=endpoint)
+    assert record.status == Status.FAILED
+    assert record.failure_reason == f"connection refused by 127.0.0.1:{port}"
+
+
+def test_a_user_without_read_is_refused(gateway, setup):
+    outsider = User.objects.create_user("outsider", password="x-pass-1234")
+    token = ApiToken.issue(outsider, "cli")[1]
+    with pytest.raises(InvalidStatus) as refused:
+        connect(client_url(gateway, setup["endpoint"]), additional_headers={"Authorization": f"Bearer {token}"},
+                open_timeout=10)
+    # daphne can only refuse an upgrade with 403; the device's existence stays hidden.
+    assert refused.value.response.status_code == 403
+    assert not Operation.objects.exists()
+
+
+def test_wrong_device_credentials_stop_the_agent_with_its_message(gateway, setup, tmp_path):
+    process = Agent(tmp_path, gateway.url, setup["device"])
+    Device.objects.filter(pk=setup["device"].pk).update(token_hash="0" * 64)
+    process.start()
+    try:
+        process.output.wait_for("the device's credentials were refused: register again")
+        assert process.process.wait(timeout=10) == 1
+    finally:
+        process.stop()
+
+
+def test_the_agent_comes_back_after_a_server_restart_and_a_new_session_works(setup, tmp_path):
+    server = Gateway().start()
+    process = Agent(tmp_path, server.url, setup["device"]).start()
+    try:
+        process.wait_online()
+        server.stop()
+        process.output.wait_for("retry|reconnect", timeout=10)
+        server = Gateway(port=server.port).start()
+        process.wait_online(timeout=20)
+        wait_until(lambda: Device.objects.get(pk=setup["device"].pk).is_online, 10, "the device online")
+        with open_client(server, setup) as ws:
+            ws.send(b"after restart")
+            assert ws.recv(timeout=10) == b"after restart"
+    finally:
+        process.stop()
+        server.stop()
