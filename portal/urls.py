@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from portal import views
+
 admin.site.site_header = "Remote access gateway"
 admin.site.site_title = "Remote access gateway"
 
@@ -10,6 +12,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="device-list", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/profile/", views.profile, name="profile"),
+    path("accounts/profile/tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke-token"),
     path("admin/", admin.site.urls),
     path("", include("endpoints.urls")),
     path("", include("sessions.urls")),

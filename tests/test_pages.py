@@ -77,6 +77,7 @@ def test_pages_hold_no_inline_script(client, owner, device, ssh_endpoint):
         ("device-register", None, {"serial": "gw-csrf"}),
         ("remote-access-settings", None, {"auto_save_host_key": "on"}),
         ("logout", None, {}),
+        ("profile", None, {"name": "laptop"}),
     ],
 )
 def test_state_changing_forms_refuse_a_missing_csrf_token(superuser, device, ssh_endpoint, name, args, data):
