@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from endpoints.models import Endpoint
 from sessions import operations, relay
-from sessions.models import Status
+from sessions.models import Operation, Status
 from sessions.relay import (
     DEVICE_DID_NOT_CONNECT,
     DEVICE_OFFLINE,
@@ -32,8 +32,16 @@ REPORT_GRACE = 1.5
 
 
 class ClientSession:
-    def __init__(self, side: Side, endpoint: Endpoint, user: Any, client_address: str | None) -> None:
+    def __init__(
+        self,
+        side: Side,
+        endpoint: Endpoint,
+        user: Any,
+        client_address: str | None,
+        operation: Operation | None = None,
+    ) -> None:
         self.side = side
+        self.operation = operation
         side.on_peer_closed = self._device_closed
         self.endpoint = endpoint
         self.user = user
@@ -56,9 +64,12 @@ class ClientSession:
                 await database_sync_to_async(operations.end)(self.operation_id, to_device=self.side.bytes_in)
 
     async def _run(self, channel: str) -> Closed:
-        new = await database_sync_to_async(operations.create)(
-            self.endpoint, self.user, self.client_address, channel
-        )
+        if self.operation is None:
+            new = await database_sync_to_async(operations.create)(
+                self.endpoint, self.user, self.client_address, channel
+            )
+        else:
+            new = await database_sync_to_async(operations.arm)(self.operation, channel)
         self.operation_id = new.operation.pk
         self.connect_line = new.connect_line
         if new.operation.status == Status.FAILED:

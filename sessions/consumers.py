@@ -1,7 +1,9 @@
 """WebSocket endpoints: authenticate, look up, hand over to the relay."""
 
+import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -15,6 +17,7 @@ from endpoints.models import Endpoint, Protocol
 from sessions import operations, relay, smartrest
 from sessions.client_side import ClientSession
 from sessions.relay import LayerPort, Side
+from sessions.terminal_session import run_terminal
 from sessions.websocket_auth import (
     authenticate_device,
     authenticate_user,
@@ -26,6 +29,7 @@ from sessions.websocket_auth import (
 log = logging.getLogger(__name__)
 
 REPLACED = 4409
+LAUNCH_REFUSED = 4403
 # Refresh "agent last seen" at most this often while lines keep coming.
 SEEN_EVERY = 30
 
@@ -151,3 +155,23 @@ async def passthrough_client(scope: dict[str, Any], receive: Any, send: Any) -> 
     session = ClientSession(side, endpoint, user, client_address(scope))
     closed = await session.run()
     log.info("operation %s: client side ended: %s", session.operation_id, closed.reason)
+
+
+async def terminal(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/ws/sessions/<id>/?launch=…`: the terminal page of one operation."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        await refuse(scope, send, 401, "log in first")
+        return
+    query = {key: values[0] for key, values in parse_qs(scope.get("query_string", b"").decode("latin1")).items()}
+    operation_id = scope["url_route"]["kwargs"]["operation_id"]
+    claimed = await database_sync_to_async(operations.claim_launch)(operation_id, user, query.get("launch", ""))
+    await send({"type": "websocket.accept"})
+    if isinstance(claimed, str):
+        await send({"type": "websocket.send", "text": json.dumps({"type": "status", "state": "disconnected",
+                                                                  "message": claimed})})
+        await send({"type": "websocket.close", "code": LAUNCH_REFUSED})
+        return
+    await run_terminal({**scope, "query": query}, receive, send, claimed, user, client_address(scope))

@@ -51,6 +51,9 @@ class Operation(models.Model):
     # Where the session's client side listens, so a device tunnel or a status
     # report on any worker can reach it.
     client_channel = models.CharField(max_length=200, blank=True, editable=False)
+    # A browser session opens its page with a single-use launch token.
+    launch_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    launch_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created", "-pk"]

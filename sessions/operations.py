@@ -23,6 +23,7 @@ from sessions.models import Operation, Status
 log = logging.getLogger(__name__)
 
 OPEN = [Status.PENDING, Status.EXECUTING]
+LAUNCH_TTL = timedelta(seconds=60)
 
 
 @dataclass
@@ -43,18 +44,65 @@ def key_ttl() -> timedelta:
 def create(endpoint: Endpoint, user: object, client_address: str | None, client_channel: str = "") -> NewOperation:
     """A PENDING operation with a fresh connection key; FAILED at once when the
     device is offline."""
-    key = secrets.token_urlsafe(24)
     operation = Operation.for_endpoint(endpoint, user, client_address)
+    operation.save()
+    return arm(operation, client_channel)
+
+
+def arm(operation: Operation, client_channel: str) -> NewOperation:
+    """Give the operation its connection key, valid from now on."""
+    key = secrets.token_urlsafe(24)
     operation.connection_key_hash = hash_token(key)
     operation.key_expires_at = timezone.now() + key_ttl()
     operation.client_channel = client_channel
-    device = Device.objects.get(pk=endpoint.device_id)
+    fields = ["connection_key_hash", "key_expires_at", "client_channel", "updated"]
+    device = Device.objects.get(pk=operation.device_id)
     if not device.is_online or not device.control_channel:
         operation.status = Status.FAILED
         operation.failure_reason = "device is offline"
         operation.ended = timezone.now()
-    operation.save()
+        fields += ["status", "failure_reason", "ended"]
+    operation.save(update_fields=fields)
     return NewOperation(operation, key)
+
+
+def start_browser_session(endpoint: Endpoint, user: object, client_address: str | None) -> tuple[Operation, str]:
+    """A PENDING operation and the launch token that lets its page connect, once."""
+    token = secrets.token_urlsafe(24)
+    operation = Operation.for_endpoint(endpoint, user, client_address)
+    operation.launch_token_hash = hash_token(token)
+    operation.launch_expires_at = timezone.now() + LAUNCH_TTL
+    operation.save()
+    return operation, token
+
+
+def claim_launch(operation_id: int, user: object, token: str) -> Operation | str:
+    """The operation, if this is its user's first use of a valid launch token;
+    otherwise the reason, in words for the page."""
+    now = timezone.now()
+    claimed = Operation.objects.filter(
+        pk=operation_id, user=user, launch_token_hash=hash_token(token), launch_expires_at__gt=now,
+        status=Status.PENDING,
+    ).update(launch_token_hash="", updated=now)
+    if claimed:
+        return Operation.objects.select_related("endpoint", "device").get(pk=operation_id)
+    return "this session link was already used or has expired: connect again from the device's page"
+
+
+def expire_unlaunched(device_id: int) -> None:
+    """Fail the operations whose page never connected."""
+    Operation.objects.filter(
+        device_id=device_id, status=Status.PENDING, client_channel="", launch_expires_at__lt=timezone.now()
+    ).update(status=Status.FAILED, failure_reason="the session page was not opened in time",
+             ended=timezone.now(), launch_token_hash="")
+
+
+def fail_session(operation_id: int, reason: str) -> None:
+    """A failure found after the tunnel was up (e.g. refused credentials)."""
+    now = timezone.now()
+    Operation.objects.filter(pk=operation_id).exclude(status=Status.FAILED).update(
+        status=Status.FAILED, failure_reason=reason, updated=now
+    )
 
 
 def control_channel_of(device_id: int) -> str:

@@ -1,4 +1,5 @@
 from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from sessions import consumers
@@ -13,5 +14,10 @@ websocket_urlpatterns = [
     path(
         "service/remoteaccess/client/<str:device_id>/configurations/<str:endpoint_id>",
         ForeignOriginValidator(AuthMiddlewareStack(consumers.passthrough_client)),
+    ),
+    # Browser pages: only from our own origin, with the session cookie.
+    path(
+        "ws/sessions/<int:operation_id>/",
+        AllowedHostsOriginValidator(AuthMiddlewareStack(consumers.terminal)),
     ),
 ]

@@ -1,11 +1,15 @@
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from endpoints.access import get_device, get_endpoint
+from endpoints.access import get_device, get_endpoint, has_access
+from endpoints.models import Protocol
 from sessions import operations
 from sessions.models import Operation, Status
 
@@ -15,8 +19,9 @@ OPERATIONS_PER_PAGE = 50
 @login_required
 def control(request: HttpRequest, device_id: int) -> HttpResponse:
     device = get_device(request.user, device_id)
-    operations = Operation.objects.filter(device=device).order_by("-created", "-pk")
-    page = Paginator(operations, OPERATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    operations.expire_unlaunched(device.pk)
+    history = Operation.objects.filter(device=device).order_by("-created", "-pk")
+    page = Paginator(history, OPERATIONS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "sessions/control.html", {"device": device, "tab": "control", "page": page})
 
 
@@ -24,10 +29,24 @@ def control(request: HttpRequest, device_id: int) -> HttpResponse:
 @require_POST
 def connect(request: HttpRequest, device_id: int, endpoint_id: int) -> HttpResponse:
     endpoint = get_endpoint(request.user, device_id, endpoint_id)
+    operations.expire_unlaunched(endpoint.device_id)
+    if endpoint.protocol in (Protocol.SSH, Protocol.TELNET):
+        operation, launch = operations.start_browser_session(endpoint, request.user, request.META.get("REMOTE_ADDR"))
+        return redirect(f"{reverse('session', args=[operation.pk])}?{urlencode({'launch': launch})}")
     new = operations.create(endpoint, request.user, request.META.get("REMOTE_ADDR"))
     operation = new.operation
     if operation.status != Status.FAILED:
-        operations.fail_unless_connected(operation.pk, "sessions in the browser are not available yet")
+        operations.fail_unless_connected(operation.pk, "VNC sessions in the browser are not available yet")
         operation.refresh_from_db()
     messages.error(request, f"Cannot connect to “{endpoint.name}”: {operation.failure_reason}.")
     return redirect("control", device_id=endpoint.device.pk)
+
+
+@login_required
+def session(request: HttpRequest, operation_id: int) -> HttpResponse:
+    """The page of one session; only its own user sees it."""
+    operation = get_object_or_404(Operation.objects.select_related("device", "endpoint"), pk=operation_id,
+                                  user=request.user)
+    can_reconnect = operation.endpoint is not None and has_access(request.user, operation.device)
+    context = {"operation": operation, "can_reconnect": can_reconnect}
+    return render(request, "sessions/terminal.html", context)

@@ -63,3 +63,20 @@ def test_init_admin_creates_one_administrator_once(db, capsys):
     call_command("init_admin")
     assert capsys.readouterr().out == ""
     assert User.objects.filter(is_superuser=True).count() == 1
+
+
+def test_the_demo_device_gets_an_endpoint_and_a_working_agent_configuration(db, settings, tmp_path):
+    from agent.config import load_config
+    from endpoints.demo import set_up_demo
+    from endpoints.models import Device
+
+    settings.DATA_DIR = tmp_path
+    path = set_up_demo("http://127.0.0.1:8123")
+    config = load_config(path)
+    device = Device.objects.get(serial="demo-gateway")
+    assert config.server == "http://127.0.0.1:8123" and config.username == "device_demo-gateway"
+    assert device.token_matches(config.password)
+    assert config.allow == ["127.0.0.0/8", "[::1]"]
+    assert device.endpoints.get().port == 8123
+    set_up_demo("http://127.0.0.1:8123")
+    assert device.endpoints.count() == 1

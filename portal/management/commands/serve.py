@@ -3,8 +3,9 @@ import sys
 
 from daphne.cli import CommandLineInterface
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+
+from endpoints.demo import SERIAL, set_up_demo
 
 # WebSocket frames carry at most 64 KiB; anything over 1 MiB is refused.
 MAX_MESSAGE = 1024 * 1024
@@ -38,8 +39,9 @@ class Command(BaseCommand):
         url = f"http://{host}:{port}"
         agent = None
         if options["demo"]:
-            config = call_command("demo_device", "--server", url)
-            agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", config])
+            config = set_up_demo(url)
+            agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)])
+            self.stdout.write(f"Demo device {SERIAL}: its agent runs beside the server.")
         self.stdout.write(f"Remote access gateway: {url}/")
         try:
             CommandLineInterface().run(daphne_arguments(host, port))

@@ -1,0 +1,169 @@
+"""A terminal in the browser: the page's WebSocket on one side, an SSH or
+Telnet bridge over the device's tunnel on the other.
+
+Page protocol: binary frames carry terminal bytes both ways; text frames
+carry JSON control messages: from the page `{"type": "resize", "cols", "rows"}`,
+to the page `{"type": "status", "state", "message"}` and
+`{"type": "host-key", "fingerprint", "verified", "saved"}`.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from endpoints.models import Endpoint, Protocol, RemoteAccessSettings
+from sessions import operations
+from sessions.bridges.base import BridgeResult, Input, Resize
+from sessions.client_side import ClientSession
+from sessions.models import Operation
+from sessions.relay import CHUNK, BridgeStream, Closed, Side
+
+log = logging.getLogger(__name__)
+
+MAX_SIZE = 1000
+
+
+def terminal_size(value: Any, default: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return number if 1 <= number <= MAX_SIZE else default
+
+
+class Page:
+    """The browser's side: its frames as bridge events, and what to show it."""
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self.receive = receive
+        self._send = send
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.gone = asyncio.Event()
+        self.closed = False
+
+    async def read_frames(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "websocket.disconnect":
+                self.gone.set()
+                await self.events.put(None)
+                return
+            if message["type"] != "websocket.receive":
+                continue
+            if message.get("bytes") is not None:
+                await self.events.put(Input(message["bytes"]))
+                continue
+            try:
+                control = json.loads(message.get("text") or "")
+            except json.JSONDecodeError:
+                continue
+            if isinstance(control, dict) and control.get("type") == "resize":
+                cols, rows = terminal_size(control.get("cols"), 0), terminal_size(control.get("rows"), 0)
+                if cols and rows:
+                    await self.events.put(Resize(cols, rows))
+
+    async def output(self, data: bytes) -> None:
+        if self.gone.is_set():
+            return
+        for start in range(0, len(data), CHUNK):
+            await self._send({"type": "websocket.send", "bytes": data[start : start + CHUNK]})
+
+    async def message(self, **fields: Any) -> None:
+        if not self.gone.is_set():
+            await self._send({"type": "websocket.send", "text": json.dumps(fields)})
+
+    async def status(self, state: str, message: str = "") -> None:
+        await self.message(type="status", state=state, message=message)
+
+    async def close(self) -> None:
+        if not self.gone.is_set() and not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self._send({"type": "websocket.close", "code": 1000})
+
+
+@database_sync_to_async
+def endpoint_of(operation: Operation) -> Endpoint | None:
+    """The endpoint with its secrets decrypted. This runs a query."""
+    return Endpoint.objects.filter(pk=operation.endpoint_id).select_related("device").first()
+
+
+@database_sync_to_async
+def save_host_key_on_first_use(endpoint_id: int, host_key: str) -> bool:
+    if not RemoteAccessSettings.load().auto_save_host_key:
+        return False
+    return bool(Endpoint.objects.filter(pk=endpoint_id, host_key="").update(host_key=host_key))
+
+
+async def run_bridge(endpoint: Endpoint, stream: BridgeStream, page: Page, cols: int, rows: int) -> BridgeResult:
+    async def status(state: str, message: str) -> None:
+        if state == "host-key":
+            await page.message(type="host-key", fingerprint=message, verified=False, saved=False)
+        else:
+            await page.status(state, message)
+
+    from sessions.bridges.ssh import SshCredentials, SshOptions, run_ssh
+    from sessions.bridges.telnet import TelnetOptions, run_telnet
+
+    if endpoint.protocol == Protocol.SSH:
+        credentials = SshCredentials(endpoint.username, endpoint.password, endpoint.private_key)
+        options = SshOptions(host_key=endpoint.host_key, cols=cols, rows=rows)
+        return await run_ssh(stream, credentials, options, page.events, page.output, status)
+    return await run_telnet(stream, TelnetOptions(cols=cols, rows=rows), page.events, page.output, status)
+
+
+async def run_terminal(
+    scope: dict[str, Any], receive: Any, send: Any, operation: Operation, user: Any, client_address: str | None
+) -> None:
+    """Relay and bridge until either end; tell the page why it ended."""
+    page = Page(receive, send)
+    reader = asyncio.create_task(page.read_frames())
+    query = scope.get("query", {})
+    cols, rows = terminal_size(query.get("cols"), 80), terminal_size(query.get("rows"), 24)
+    try:
+        endpoint = await endpoint_of(operation)
+        if endpoint is None:
+            await page.status("disconnected", "the endpoint was removed")
+            return
+        await page.status("connecting", "connecting to device…")
+        stream = BridgeStream()
+        side = Side("client", stream.receive, stream.send, text_ends=False)
+        session = ClientSession(side, endpoint, user, client_address, operation=operation)
+        relay_task = asyncio.create_task(session.run())
+        joined = asyncio.create_task(side.joined.wait())
+        gone = asyncio.create_task(page.gone.wait())
+        await asyncio.wait({relay_task, joined, gone}, return_when=asyncio.FIRST_COMPLETED)
+        joined.cancel()
+        if side.joined.is_set() and not page.gone.is_set():
+            await page.status("device-connected", "device connected")
+            result = await run_bridge(endpoint, stream, page, cols, rows)
+            await finish_bridge(operation, endpoint, result, page, session)
+        await stream.close()
+        closed: Closed = await relay_task
+        gone.cancel()
+        if not side.joined.is_set():
+            await page.status("disconnected", closed.reason)
+    finally:
+        reader.cancel()
+        await page.close()
+
+
+async def finish_bridge(
+    operation: Operation, endpoint: Endpoint, result: BridgeResult, page: Page, session: ClientSession
+) -> None:
+    reason = result.reason
+    if session.failure.done():
+        # The device's own report says more than "the connection was lost".
+        reason = session.failure.result()
+    if result.failed:
+        await database_sync_to_async(operations.fail_session)(operation.pk, reason)
+    elif result.server_host_key and not endpoint.host_key:
+        saved = await save_host_key_on_first_use(endpoint.pk, result.server_host_key)
+        if saved:
+            log.info("operation %s: host key of endpoint %s saved on first use", operation.pk, endpoint.pk)
+    log.info("operation %s: terminal ended: %s", operation.pk, reason)
+    await page.status("disconnected", reason)
