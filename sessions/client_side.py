@@ -95,9 +95,10 @@ class ClientSession:
         try:
             await asyncio.wait({joined, relay_task, self.failure}, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
             if relay_task.done() and not joined.done():
-                await database_sync_to_async(operations.fail_unless_connected)(
-                    self.operation_id, "the client closed the connection before the device connected"
-                )
+                closed = relay_task.result()
+                reason = (closed.reason if closed.code != 1000
+                          else "the client closed the connection before the device connected")
+                await database_sync_to_async(operations.fail_unless_connected)(self.operation_id, reason)
                 return
             if not joined.done() and not self.failure.done():
                 reason = f"device did not connect within {round(ttl)} s"

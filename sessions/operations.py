@@ -143,8 +143,10 @@ def claim_tunnel(device: Device, connection_key: str) -> TunnelClaim:
     if operation.device_id != device.pk:
         return TunnelClaim(None, "connection key of another device")
     now = timezone.now()
+    # SUCCESSFUL too: an agent may report success before its tunnel arrives.
     claimed = Operation.objects.filter(
-        pk=operation.pk, tunnel_connected_at__isnull=True, key_expires_at__gt=now, status__in=OPEN
+        pk=operation.pk, tunnel_connected_at__isnull=True, key_expires_at__gt=now,
+        status__in=[*OPEN, Status.SUCCESSFUL],
     ).update(status=Status.SUCCESSFUL, tunnel_connected_at=now, updated=now)
     if not claimed:
         operation.refresh_from_db()

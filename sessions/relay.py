@@ -203,8 +203,9 @@ class Side:
     async def _attach(self, outlet: Outlet) -> None:
         async with self._lock:
             try:
-                for chunk in self._pending:
-                    await outlet.put(chunk)
+                for data in self._pending:
+                    for start in range(0, len(data), CHUNK):
+                        await outlet.put(data[start : start + CHUNK])
             except PeerGone:
                 return
             self._pending.clear()

@@ -1,0 +1,253 @@
+"""A Telnet terminal over a tunnel: telnetlib3's client protocol, fed by hand.
+
+telnetlib3 only opens sockets itself, so the client protocol is given a
+transport of ours over the ByteStream (see DESIGN.md, field notes). The
+client does the option negotiation; we ask for BINARY both ways (UTF-8
+passes untouched), the server's ECHO and SGA (the browser's terminal does no
+local echo or line editing) and answer TTYPE and NAWS. LINEMODE is refused:
+xterm.js sends every key as it is typed. IAC bytes in the data are doubled
+on the way out and undoubled on the way in by telnetlib3 itself.
+
+Where BINARY is not in force for a direction, the bytes follow the NVT rules
+of RFC 854: a CR alone goes out as CR NUL, and NUL from the server, a no-op
+in the NVT, is dropped, so CR NUL reaches the browser as a bare CR. That is
+most of the time with inetutils telnetd: it mirrors the pty's termios in
+BINARY and says WONT BINARY for its output while OPOST is on, then sends
+`\r\0`. (xterm.js would ignore the NULs; dropping them keeps the stream
+clean for anything else that reads it.) Binary data, either way, passes
+untouched.
+
+The caller owns the stream and closes it after the bridge returns.
+"""
+
+import asyncio
+import collections
+import re
+from dataclasses import dataclass
+
+import telnetlib3
+from telnetlib3.telopt import BINARY, ECHO, LINEMODE, NAWS, SGA
+
+from sessions.bridges.base import BridgeResult, ByteStream, Input, Output, Resize, Status
+
+SERVER_CLOSED = "the Telnet server closed the connection"
+BROWSER_CLOSED = "closed in the browser"
+TIMED_OUT = "timed out waiting for the Telnet server"
+
+CHUNK = 65536
+# Pause the client's writes (and so the browser's input) above this many
+# bytes not yet taken by the stream; resume below the low mark.
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+@dataclass(frozen=True)
+class TelnetOptions:
+    term: str = "xterm-256color"
+    cols: int = 80
+    rows: int = 24
+    connect_timeout: float = 30.0
+
+
+class StreamTransport(asyncio.Transport):
+    """An asyncio transport whose writes go to a ByteStream, in order, from
+    one task (`flush_forever`). Whoever reads the stream for the protocol
+    waits for `readable`, which pause_reading() clears."""
+
+    def __init__(self, stream: ByteStream, protocol: asyncio.Protocol) -> None:
+        super().__init__(extra={"peername": ("tunnel", 0), "sockname": ("gateway", 0)})
+        self._stream = stream
+        self._protocol = protocol
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._wrote = asyncio.Event()
+        self.readable = asyncio.Event()
+        self.readable.set()
+        self._writing_paused = False
+        self._closing = False
+
+    # Writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or not data:
+            return
+        self._pending.append(bytes(data))
+        self._buffered += len(data)
+        self._wrote.set()
+        if not self._writing_paused and self._buffered > WRITE_HIGH:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+
+    async def flush_forever(self) -> BridgeResult:
+        """Send what the protocol writes, oldest first, a chunk at a time."""
+        while True:
+            await self._wrote.wait()
+            self._wrote.clear()
+            while self._pending:
+                chunk = [self._pending.popleft()]
+                size = len(chunk[0])
+                while self._pending and size + len(self._pending[0]) <= CHUNK:
+                    chunk.append(self._pending.popleft())
+                    size += len(chunk[-1])
+                try:
+                    await self._stream.write(b"".join(chunk))
+                except ConnectionError:
+                    return BridgeResult(SERVER_CLOSED)
+                self._buffered -= size
+                if self._writing_paused and self._buffered <= WRITE_LOW:
+                    self._writing_paused = False
+                    self._protocol.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return WRITE_LOW, WRITE_HIGH
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    # Reading
+
+    def pause_reading(self) -> None:
+        self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
+    def is_reading(self) -> bool:
+        return self.readable.is_set()
+
+    # Closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def abort(self) -> None:
+        self._closing = True
+        self._pending.clear()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+
+class TerminalClient(telnetlib3.TelnetClient):
+    """telnetlib3's client, set up as a terminal for a person at xterm.js."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        writer = self.writer
+        assert writer is not None
+        writer.always_will.add(BINARY)
+        writer.always_do.update((BINARY, SGA, ECHO))
+        writer.always_wont.add(LINEMODE)
+        # Do not scan every incoming byte for special line characters: in
+        # character mode the server's pty handles them, not us.
+        writer.slc_simulated = False
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Tell the server the new window size, once NAWS is agreed (until
+        then the size is kept for when the server asks)."""
+        self._extra["cols"], self._extra["rows"] = cols, rows
+        writer = self.writer
+        if writer is not None and not writer.is_closing() and writer.local_option.enabled(NAWS):
+            writer._send_naws()  # telnetlib3 has no public call for this
+
+    def send(self, data: bytes) -> None:
+        writer = self.writer
+        assert writer is not None
+        if not writer.outbinary:
+            data = _LONE_CR.sub(b"\r\0", data)
+        writer.write(data)
+
+
+async def run_telnet(
+    stream: ByteStream, options: TelnetOptions, events: asyncio.Queue, output: Output, status: Status
+) -> BridgeResult:
+    client = TerminalClient(
+        term=options.term,
+        cols=options.cols,
+        rows=options.rows,
+        encoding=False,
+        # LANG would say "C" with encoding=False; leave the server's own.
+        send_environ=("TERM", "COLUMNS", "LINES"),
+    )
+    transport = StreamTransport(stream, client)
+    client.connection_made(transport)
+    answered = asyncio.Event()
+    # Each task returns None when its part is over and the session goes on,
+    # or the BridgeResult that ends it.
+    pending = {
+        asyncio.create_task(_from_server(stream, transport, client, answered, status)),
+        asyncio.create_task(transport.flush_forever()),
+        asyncio.create_task(_time_out(answered, options.connect_timeout)),
+        asyncio.create_task(_to_server(client, events)),
+        asyncio.create_task(_to_browser(client, output)),
+    }
+    try:
+        while True:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                result = task.result()
+                if result is not None:
+                    return result
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if client.writer is not None:
+            client.writer.close()
+
+
+async def _from_server(
+    stream: ByteStream, transport: StreamTransport, client: TerminalClient, answered: asyncio.Event, status: Status
+) -> None:
+    """Feed the client protocol with the stream's bytes until it ends."""
+    while True:
+        await transport.readable.wait()
+        try:
+            data = await stream.read()
+        except ConnectionError:
+            data = b""
+        if not data:
+            break
+        if not answered.is_set():
+            answered.set()
+            await status("connected", "")
+        client.data_received(data)
+    client.connection_lost(None)
+
+
+async def _time_out(answered: asyncio.Event, timeout: float) -> BridgeResult | None:
+    try:
+        await asyncio.wait_for(answered.wait(), timeout)
+    except TimeoutError:
+        return BridgeResult(TIMED_OUT, failed=True)
+    return None
+
+
+async def _to_server(client: TerminalClient, events: asyncio.Queue) -> BridgeResult:
+    assert client.writer is not None
+    while True:
+        event = await events.get()
+        if event is None:
+            return BridgeResult(BROWSER_CLOSED)
+        if isinstance(event, Resize):
+            client.resize(event.cols, event.rows)
+        elif isinstance(event, Input) and event.data:
+            client.send(event.data)
+            await client.writer.drain()
+
+
+async def _to_browser(client: TerminalClient, output: Output) -> BridgeResult:
+    reader, writer = client.reader, client.writer
+    assert reader is not None and writer is not None
+    while data := await reader.read(CHUNK):
+        if not writer.inbinary:
+            # NVT: NUL is a no-op, and CR NUL a bare CR.
+            data = data.replace(b"\0", b"")
+        if data:
+            await output(data)
+    return BridgeResult(SERVER_CLOSED)
