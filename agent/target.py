@@ -115,6 +115,9 @@ async def _connect_one(address: ResolvedAddress) -> tuple[asyncio.StreamReader, 
         sock.setblocking(False)
         await loop.sock_connect(sock, address.sockaddr)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Telnet servers send the IAC of a "Synch" (after Ctrl-C) as urgent
+        # data, which Linux drops from the stream unless it is kept inline.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         return await asyncio.open_connection(sock=sock)
     except BaseException:
         sock.close()

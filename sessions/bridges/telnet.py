@@ -17,6 +17,11 @@ BINARY and says WONT BINARY for its output while OPOST is on, then sends
 clean for anything else that reads it.) Binary data, either way, passes
 untouched.
 
+Telnet's Synch (RFC 854) sends its IAC as TCP urgent data: telnetd does so
+after an interrupt flushed output. Whoever holds the TCP socket (the agent)
+must keep urgent data inline (SO_OOBINLINE), or the IAC is lost and a bare
+DM byte (0xF2) reaches the terminal; the bridge cannot tell it from data.
+
 The caller owns the stream and closes it after the bridge returns.
 """
 
