@@ -18,6 +18,8 @@ from channels.db import database_sync_to_async
 from endpoints.models import Endpoint, Protocol, RemoteAccessSettings
 from sessions import operations
 from sessions.bridges.base import BridgeResult, Input, Resize
+from sessions.bridges.ssh import SshCredentials, SshOptions, run_ssh
+from sessions.bridges.telnet import TelnetOptions, run_telnet
 from sessions.client_side import ClientSession
 from sessions.models import Operation
 from sessions.relay import CHUNK, BridgeStream, Closed, Side
@@ -105,9 +107,6 @@ async def run_bridge(endpoint: Endpoint, stream: BridgeStream, page: Page, cols:
             await page.message(type="host-key", fingerprint=message, verified=False, saved=False)
         else:
             await page.status(state, message)
-
-    from sessions.bridges.ssh import SshCredentials, SshOptions, run_ssh
-    from sessions.bridges.telnet import TelnetOptions, run_telnet
 
     if endpoint.protocol == Protocol.SSH:
         credentials = SshCredentials(endpoint.username, endpoint.password, endpoint.private_key)
