@@ -5,7 +5,6 @@ may open one, and what it sees while the device joins, fails or never comes."""
 import asyncio
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
@@ -14,8 +13,7 @@ from django.test import Client
 from endpoints.models import hash_token
 from portal.models import ApiToken
 from sessions.models import Operation, Status
-from tests.channels_helpers import (
-    AGENT_PATH,
+from tests.asgi.helpers import (
     OPERATOR_PASSWORD,
     QUIET,
     accepted,
@@ -29,48 +27,18 @@ from tests.channels_helpers import (
     connect_request,
     device_basic,
     is_refused,
-    issue_device_token,
     load_operation,
     make_passthrough_endpoint,
     open_client,
     operation_when,
     receive_bytes,
     refusal_status,
-    reset_channel_layers,
     tunnel_path,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 REFUSED_BY_TARGET = "connection refused by 10.0.0.67:5900"
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer(settings):
-    # Passwords are checked the same way, without a deliberately slow hash.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_channel_layers()
-    yield
-    reset_channel_layers()
-
-
-@pytest.fixture
-def token(device) -> str:
-    return issue_device_token(device)
-
-
-@pytest.fixture
-def proxy(device):
-    return make_passthrough_endpoint(device)
-
-
-@pytest_asyncio.fixture
-async def control(device, token):
-    """The device's control channel, connected: the device is online."""
-    comm = communicator(AGENT_PATH, [device_basic(device, token)])
-    await accepted(comm)
-    yield comm
-    await close(comm)
 
 
 @database_sync_to_async

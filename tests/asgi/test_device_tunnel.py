@@ -8,8 +8,7 @@ import pytest
 import pytest_asyncio
 
 from sessions.models import Status
-from tests.channels_helpers import (
-    AGENT_PATH,
+from tests.asgi.helpers import (
     QUIET,
     accepted,
     bearer,
@@ -22,53 +21,17 @@ from tests.channels_helpers import (
     device_basic,
     frames_until_close,
     is_refused,
-    issue_device_token,
     load_operation,
-    make_passthrough_endpoint,
     open_client,
     operation_when,
     receive_bytes,
     refusal_status,
-    reset_channel_layers,
     tunnel_path,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 REFUSED_BY_TARGET = "connection refused by 10.0.0.67:5900"
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer(settings):
-    # Passwords are checked the same way, without a deliberately slow hash.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_channel_layers()
-    yield
-    reset_channel_layers()
-
-
-@pytest.fixture
-def token(device) -> str:
-    return issue_device_token(device)
-
-
-@pytest.fixture
-def other_token(other_device) -> str:
-    return issue_device_token(other_device)
-
-
-@pytest.fixture
-def proxy(device):
-    return make_passthrough_endpoint(device)
-
-
-@pytest_asyncio.fixture
-async def control(device, token):
-    """The device's control channel, connected: the device is online."""
-    comm = communicator(AGENT_PATH, [device_basic(device, token)])
-    await accepted(comm)
-    yield comm
-    await close(comm)
 
 
 @pytest_asyncio.fixture

@@ -4,12 +4,11 @@ how SmartREST lines from the device move connect operations (or are answered
 with `ERR` and change nothing)."""
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 
 from portal.models import ApiToken
 from sessions.models import Status
-from tests.channels_helpers import (
+from tests.asgi.helpers import (
     AGENT_PATH,
     OPERATOR_PASSWORD,
     accepted,
@@ -32,7 +31,6 @@ from tests.channels_helpers import (
     operation_when,
     operations_snapshot,
     refusal_status,
-    reset_channel_layers,
     the_one_error,
     tunnel_path,
 )
@@ -41,34 +39,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 CONNECT = "c8y_RemoteAccessConnect"
 REFUSED_BY_TARGET = "connection refused by 10.0.0.67:5900"
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer(settings):
-    # Passwords are checked the same way, without a deliberately slow hash.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_channel_layers()
-    yield
-    reset_channel_layers()
-
-
-@pytest.fixture
-def token(device) -> str:
-    return issue_device_token(device)
-
-
-@pytest.fixture
-def proxy(device):
-    return make_passthrough_endpoint(device)
-
-
-@pytest_asyncio.fixture
-async def control(device, token):
-    """The device's control channel, connected."""
-    comm = communicator(AGENT_PATH, [device_basic(device, token)])
-    await accepted(comm)
-    yield comm
-    await close(comm)
 
 
 def status_is(status: Status):
