@@ -22,11 +22,10 @@ after an interrupt flushed output. Whoever holds the TCP socket (the agent)
 must keep urgent data inline (SO_OOBINLINE), or the IAC is lost and a bare
 DM byte (0xF2) reaches the terminal; the bridge cannot tell it from data.
 
-The caller owns the stream and closes it after the bridge returns.
+The bridge closes the stream when it is done (closing twice is harmless).
 """
 
 import asyncio
-import collections
 import re
 from dataclasses import dataclass
 
@@ -34,16 +33,11 @@ import telnetlib3
 from telnetlib3.telopt import BINARY, ECHO, LINEMODE, NAWS, SGA
 
 from sessions.bridges.base import BridgeResult, ByteStream, Input, Output, Resize, Status
+from sessions.bridges.transport import CHUNK, StreamTransport
 
 SERVER_CLOSED = "the Telnet server closed the connection"
 BROWSER_CLOSED = "closed in the browser"
 TIMED_OUT = "timed out waiting for the Telnet server"
-
-CHUNK = 65536
-# Pause the client's writes (and so the browser's input) above this many
-# bytes not yet taken by the stream; resume below the low mark.
-WRITE_HIGH = 256 * 1024
-WRITE_LOW = 64 * 1024
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
 
@@ -54,88 +48,6 @@ class TelnetOptions:
     cols: int = 80
     rows: int = 24
     connect_timeout: float = 30.0
-
-
-class StreamTransport(asyncio.Transport):
-    """An asyncio transport whose writes go to a ByteStream, in order, from
-    one task (`flush_forever`). Whoever reads the stream for the protocol
-    waits for `readable`, which pause_reading() clears."""
-
-    def __init__(self, stream: ByteStream, protocol: asyncio.Protocol) -> None:
-        super().__init__(extra={"peername": ("tunnel", 0), "sockname": ("gateway", 0)})
-        self._stream = stream
-        self._protocol = protocol
-        self._pending: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._wrote = asyncio.Event()
-        self.readable = asyncio.Event()
-        self.readable.set()
-        self._writing_paused = False
-        self._closing = False
-
-    # Writing
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or not data:
-            return
-        self._pending.append(bytes(data))
-        self._buffered += len(data)
-        self._wrote.set()
-        if not self._writing_paused and self._buffered > WRITE_HIGH:
-            self._writing_paused = True
-            self._protocol.pause_writing()
-
-    async def flush_forever(self) -> BridgeResult:
-        """Send what the protocol writes, oldest first, a chunk at a time."""
-        while True:
-            await self._wrote.wait()
-            self._wrote.clear()
-            while self._pending:
-                chunk = [self._pending.popleft()]
-                size = len(chunk[0])
-                while self._pending and size + len(self._pending[0]) <= CHUNK:
-                    chunk.append(self._pending.popleft())
-                    size += len(chunk[-1])
-                try:
-                    await self._stream.write(b"".join(chunk))
-                except ConnectionError:
-                    return BridgeResult(SERVER_CLOSED)
-                self._buffered -= size
-                if self._writing_paused and self._buffered <= WRITE_LOW:
-                    self._writing_paused = False
-                    self._protocol.resume_writing()
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffered
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return WRITE_LOW, WRITE_HIGH
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    # Reading
-
-    def pause_reading(self) -> None:
-        self.readable.clear()
-
-    def resume_reading(self) -> None:
-        self.readable.set()
-
-    def is_reading(self) -> bool:
-        return self.readable.is_set()
-
-    # Closing
-
-    def close(self) -> None:
-        self._closing = True
-
-    def abort(self) -> None:
-        self._closing = True
-        self._pending.clear()
-
-    def is_closing(self) -> bool:
-        return self._closing
 
 
 class TerminalClient(telnetlib3.TelnetClient):
@@ -180,14 +92,11 @@ async def run_telnet(
         send_environ=("TERM", "COLUMNS", "LINES"),
     )
     transport = StreamTransport(stream, client)
-    client.connection_made(transport)
-    answered = asyncio.Event()
+    transport.start()
     # Each task returns None when its part is over and the session goes on,
     # or the BridgeResult that ends it.
     pending = {
-        asyncio.create_task(_from_server(stream, transport, client, answered, status)),
-        asyncio.create_task(transport.flush_forever()),
-        asyncio.create_task(_time_out(answered, options.connect_timeout)),
+        asyncio.create_task(_answered(transport, status, options.connect_timeout)),
         asyncio.create_task(_to_server(client, events)),
         asyncio.create_task(_to_browser(client, output)),
     }
@@ -204,32 +113,15 @@ async def run_telnet(
         await asyncio.gather(*pending, return_exceptions=True)
         if client.writer is not None:
             client.writer.close()
+        await transport.finish()
 
 
-async def _from_server(
-    stream: ByteStream, transport: StreamTransport, client: TerminalClient, answered: asyncio.Event, status: Status
-) -> None:
-    """Feed the client protocol with the stream's bytes until it ends."""
-    while True:
-        await transport.readable.wait()
-        try:
-            data = await stream.read()
-        except ConnectionError:
-            data = b""
-        if not data:
-            break
-        if not answered.is_set():
-            answered.set()
-            await status("connected", "")
-        client.data_received(data)
-    client.connection_lost(None)
-
-
-async def _time_out(answered: asyncio.Event, timeout: float) -> BridgeResult | None:
+async def _answered(transport: StreamTransport, status: Status, timeout: float) -> BridgeResult | None:
     try:
-        await asyncio.wait_for(answered.wait(), timeout)
+        await asyncio.wait_for(transport.answered.wait(), timeout)
     except TimeoutError:
         return BridgeResult(TIMED_OUT, failed=True)
+    await status("connected", "")
     return None
 
 
