@@ -275,6 +275,7 @@ def open_terminal_in_browser(driver, world, endpoint) -> None:
     driver.find_element(By.NAME, "username").send_keys("tech")
     driver.find_element(By.NAME, "password").send_keys("tech-pass-1")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit].primary").click()
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".userbox .username"))
     driver.get(f"{gateway.url}/devices/{world['device'].pk}/remote-access/")
     row = driver.find_element(By.XPATH, f"//tr[td[normalize-space()='{endpoint.name}']]")
     tabs = set(driver.window_handles)
