@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from endpoints import keys
 from endpoints.models import Endpoint, Protocol, RemoteAccessSettings
 from sessions import operations
 from sessions.bridges.base import BridgeResult, Input, Resize
@@ -102,17 +103,35 @@ def save_host_key_on_first_use(endpoint_id: int, host_key: str) -> bool:
 
 
 async def run_bridge(endpoint: Endpoint, stream: BridgeStream, page: Page, cols: int, rows: int) -> BridgeResult:
+    offered = ""
+
     async def status(state: str, message: str) -> None:
+        nonlocal offered
         if state == "host-key":
-            await page.message(type="host-key", fingerprint=message, verified=False, saved=False)
-        else:
-            await page.status(state, message)
+            offered = message
+            return
+        await page.status(state, message)
+        if state == "connected" and endpoint.protocol == Protocol.SSH:
+            await show_host_key(endpoint, offered, page)
 
     if endpoint.protocol == Protocol.SSH:
         credentials = SshCredentials(endpoint.username, endpoint.password, endpoint.private_key)
         options = SshOptions(host_key=endpoint.host_key, cols=cols, rows=rows)
         return await run_ssh(stream, credentials, options, page.events, page.output, status)
     return await run_telnet(stream, TelnetOptions(cols=cols, rows=rows), page.events, page.output, status)
+
+
+async def show_host_key(endpoint: Endpoint, offered: str, page: Page) -> None:
+    """Once logged in: the pinned key was verified, or the offered key is
+    shown unverified, and saved when the site saves keys on first use."""
+    if endpoint.host_key:
+        await page.message(type="host-key", fingerprint=keys.fingerprint(endpoint.host_key), verified=True,
+                           saved=False)
+        return
+    saved = await save_host_key_on_first_use(endpoint.pk, offered)
+    if saved:
+        log.info("host key of endpoint %s saved on first use", endpoint.pk)
+    await page.message(type="host-key", fingerprint=keys.fingerprint(offered), verified=False, saved=saved)
 
 
 async def run_terminal(
@@ -140,7 +159,7 @@ async def run_terminal(
         if side.joined.is_set() and not page.gone.is_set():
             await page.status("device-connected", "device connected")
             result = await run_bridge(endpoint, stream, page, cols, rows)
-            await finish_bridge(operation, endpoint, result, page, session)
+            await finish_bridge(operation, result, page, session)
         await stream.close()
         closed: Closed = await relay_task
         gone.cancel()
@@ -151,18 +170,12 @@ async def run_terminal(
         await page.close()
 
 
-async def finish_bridge(
-    operation: Operation, endpoint: Endpoint, result: BridgeResult, page: Page, session: ClientSession
-) -> None:
+async def finish_bridge(operation: Operation, result: BridgeResult, page: Page, session: ClientSession) -> None:
     reason = result.reason
     if session.failure.done():
         # The device's own report says more than "the connection was lost".
         reason = session.failure.result()
     if result.failed:
         await database_sync_to_async(operations.fail_session)(operation.pk, reason)
-    elif result.server_host_key and not endpoint.host_key:
-        saved = await save_host_key_on_first_use(endpoint.pk, result.server_host_key)
-        if saved:
-            log.info("operation %s: host key of endpoint %s saved on first use", operation.pk, endpoint.pk)
     log.info("operation %s: terminal ended: %s", operation.pk, reason)
     await page.status("disconnected", reason)

@@ -1,5 +1,6 @@
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -48,5 +49,5 @@ def session(request: HttpRequest, operation_id: int) -> HttpResponse:
     operation = get_object_or_404(Operation.objects.select_related("device", "endpoint"), pk=operation_id,
                                   user=request.user)
     can_reconnect = operation.endpoint is not None and has_access(request.user, operation.device)
-    context = {"operation": operation, "can_reconnect": can_reconnect}
+    context = {"operation": operation, "can_reconnect": can_reconnect, "scrollback": settings.TERMINAL_SCROLLBACK}
     return render(request, "sessions/terminal.html", context)

@@ -280,7 +280,7 @@ async def test_without_a_pinned_key_it_reports_the_servers_key(sshd):
     terminal = await login(sshd)
     await assert_it_logs_in(terminal)
     result = terminal.task.result()
-    assert ("host-key", sshd.fingerprints["ed25519"]) in terminal.statuses
+    assert ("host-key", sshd.host_keys["ed25519"]) in terminal.statuses
     assert result.server_host_key == sshd.host_keys["ed25519"]
     assert not result.failed
 

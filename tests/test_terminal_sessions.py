@@ -163,12 +163,19 @@ def test_an_unverified_host_key_is_shown_and_saved_on_first_use_when_the_setting
     RemoteAccessSettings.objects.update_or_create(pk=1, defaults={"auto_save_host_key": True})
     page = Page(world, world["ssh"])
     page.wait_for_state("connected")
-    assert page.host_keys[0]["fingerprint"] == world["sshd"].fingerprints["ed25519"]
-    page.type(b"exit\r")
-    page.wait_for_state("disconnected")
-    page.close()
+    page.type(b"echo $((6*7))\r")
+    page.wait_for_output(rb"\b42\b")
+    assert page.host_keys == [{"type": "host-key", "fingerprint": world["sshd"].fingerprints["ed25519"],
+                               "verified": False, "saved": True}]
     world["ssh"].refresh_from_db()
     assert world["ssh"].host_key == world["sshd"].host_keys["ed25519"]
+    page.close()
+    again = Page(world, world["ssh"])
+    again.wait_for_state("connected")
+    again.type(b"echo $((6*7))\r")
+    again.wait_for_output(rb"\b42\b")
+    assert again.host_keys[0]["verified"] is True
+    again.close()
     listing = world["client"].get(f"/devices/{world['device'].pk}/remote-access/").content.decode()
     assert world["sshd"].fingerprints["ed25519"] in listing
 
@@ -176,6 +183,10 @@ def test_an_unverified_host_key_is_shown_and_saved_on_first_use_when_the_setting
 def test_the_host_key_is_not_saved_when_the_setting_is_off(world):
     page = Page(world, world["ssh"])
     page.wait_for_state("connected")
+    page.type(b"echo $((6*7))\r")
+    page.wait_for_output(rb"\b42\b")
+    assert page.host_keys == [{"type": "host-key", "fingerprint": world["sshd"].fingerprints["ed25519"],
+                               "verified": False, "saved": False}]
     page.close()
     world["ssh"].refresh_from_db()
     assert world["ssh"].host_key == ""

@@ -36,8 +36,18 @@ class Resize:
 BrowserEvents = asyncio.Queue  # of Input | Resize | None
 Output = Callable[[bytes], Awaitable[None]]
 # status(state, message): states are "authenticating", "connected" and
-# "host-key" (message: the server's SHA256 fingerprint, unverified).
+# "host-key" (message: the server's key as one OpenSSH line, not verified by
+# a pinned key).
 Status = Callable[[str, str], Awaitable[None]]
+
+
+class BrowserBytes(Protocol):
+    """A page that speaks a byte protocol itself (noVNC speaks RFB)."""
+
+    async def read(self) -> bytes:
+        """The next bytes from the page; b"" once it has gone."""
+
+    async def write(self, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ own `~/.ssh`, agent or config.
 
 Host key: the server's key is checked in `validate_host_public_key`, during
 the key exchange, so that no credential is sent before it matches the pinned
-key. Without a pinned key it is accepted, its fingerprint is reported as
-"host-key" and the key comes back in `BridgeResult.server_host_key` so the
-caller can pin it. Ed25519 is asked for first, so fingerprints match what
-OpenSSH users see; a pinned key's own algorithm is asked for before that.
+key. Without a pinned key it is accepted and reported as "host-key" (one
+OpenSSH line, also in `BridgeResult.server_host_key`) so the caller can pin
+it. Ed25519 is asked for first, so fingerprints match what OpenSSH users
+see; a pinned key's own algorithm is asked for before that.
 
 Credentials are handed out by the client object's auth callbacks rather than
 given to `connect`, so that "authenticating" is reported before the first
@@ -338,7 +338,7 @@ class Client(asyncssh.SSHClient):
 
     async def _announce(self) -> None:
         if self._pinned is None and self.offered is not None:
-            await self._status("host-key", self.offered.get_fingerprint("sha256"))
+            await self._status("host-key", _key_line(self.offered))
         await self._status("authenticating", "")
 
     async def announced(self) -> None:

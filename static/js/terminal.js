@@ -14,7 +14,7 @@ const FONT_KEY = "terminal-font-size";
 
 const terminal = new Terminal({
   cursorBlink: true,
-  scrollback: Number(container.dataset.scrollback) || 5000,
+  scrollback: Number(container.dataset.scrollback),
   fontSize: Number(localStorage.getItem(FONT_KEY)) || 15,
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
   macOptionIsMeta: true,
