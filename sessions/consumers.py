@@ -17,7 +17,7 @@ from endpoints.models import Endpoint, Protocol
 from sessions import operations, relay, smartrest
 from sessions.client_side import ClientSession
 from sessions.relay import LayerPort, Side
-from sessions.terminal_session import run_terminal
+from sessions.browser_session import run_page
 from sessions.websocket_auth import (
     authenticate_device,
     authenticate_user,
@@ -174,4 +174,4 @@ async def terminal(scope: dict[str, Any], receive: Any, send: Any) -> None:
                                                                   "message": claimed})})
         await send({"type": "websocket.close", "code": LAUNCH_REFUSED})
         return
-    await run_terminal({**scope, "query": query}, receive, send, claimed, user, client_address(scope))
+    await run_page({**scope, "query": query}, receive, send, claimed, user, client_address(scope))

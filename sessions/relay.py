@@ -161,6 +161,12 @@ class LayerOutlet:
             self.credits.release()
 
 
+async def put_chunks(outlet: Outlet, data: bytes) -> None:
+    """Frames on the tunnel carry at most CHUNK bytes."""
+    for start in range(0, len(data), CHUNK):
+        await outlet.put(data[start : start + CHUNK])
+
+
 class Side:
     """One WebSocket of a session: pumps its frames to the peer and the peer's
     bytes to it, until either ends."""
@@ -186,7 +192,6 @@ class Side:
         self.outlet: Outlet | None = None
         self.joined = asyncio.Event()
         self.bytes_in = 0
-        self.bytes_out = 0
         self.remote: "LayerPort | None" = None
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -204,8 +209,7 @@ class Side:
         async with self._lock:
             try:
                 for data in self._pending:
-                    for start in range(0, len(data), CHUNK):
-                        await outlet.put(data[start : start + CHUNK])
+                    await put_chunks(outlet, data)
             except PeerGone:
                 return
             self._pending.clear()
@@ -217,8 +221,7 @@ class Side:
         while True:
             async with self._lock:
                 if self.outlet is not None:
-                    for start in range(0, len(data), CHUNK):
-                        await self.outlet.put(data[start : start + CHUNK])
+                    await put_chunks(self.outlet, data)
                     return
                 if self._pending_size + len(data) <= PENDING_LIMIT or not self._pending:
                     self._pending.append(data)
@@ -258,7 +261,6 @@ class Side:
                     return await self.on_peer_closed(item)
                 return item
             await self.send({"type": "websocket.send", "bytes": item})
-            self.bytes_out += len(item)
             if self.remote is not None:
                 delivered += 1
                 if delivered >= ACK_EVERY or self.inbox.empty():
@@ -319,7 +321,6 @@ class LayerPort:
         self._expected = 0
         self._early: dict[int, bytes] = {}
         self._close: dict[str, Any] | None = None
-        side.remote = None
         self.task = asyncio.create_task(self._read())
 
     def connect(self, peer_channel: str) -> LayerOutlet:

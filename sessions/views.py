@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from endpoints.access import get_device, get_endpoint, has_access
 from endpoints.models import Protocol
 from sessions import operations
-from sessions.models import Operation, Status
+from sessions.models import Operation
 
 OPERATIONS_PER_PAGE = 50
 
@@ -31,16 +31,11 @@ def control(request: HttpRequest, device_id: int) -> HttpResponse:
 def connect(request: HttpRequest, device_id: int, endpoint_id: int) -> HttpResponse:
     endpoint = get_endpoint(request.user, device_id, endpoint_id)
     operations.expire_unlaunched(endpoint.device_id)
-    if endpoint.protocol in (Protocol.SSH, Protocol.TELNET):
-        operation, launch = operations.start_browser_session(endpoint, request.user, request.META.get("REMOTE_ADDR"))
-        return redirect(f"{reverse('session', args=[operation.pk])}?{urlencode({'launch': launch})}")
-    new = operations.create(endpoint, request.user, request.META.get("REMOTE_ADDR"))
-    operation = new.operation
-    if operation.status != Status.FAILED:
-        operations.fail_unless_connected(operation.pk, "VNC sessions in the browser are not available yet")
-        operation.refresh_from_db()
-    messages.error(request, f"Cannot connect to “{endpoint.name}”: {operation.failure_reason}.")
-    return redirect("control", device_id=endpoint.device.pk)
+    if endpoint.protocol == Protocol.PASSTHROUGH:
+        messages.error(request, f"“{endpoint.name}” is a passthrough endpoint: connect to it with a local proxy.")
+        return redirect("remote-access", device_id=endpoint.device.pk)
+    operation, launch = operations.start_browser_session(endpoint, request.user, request.META.get("REMOTE_ADDR"))
+    return redirect(f"{reverse('session', args=[operation.pk])}?{urlencode({'launch': launch})}")
 
 
 @login_required
@@ -50,4 +45,5 @@ def session(request: HttpRequest, operation_id: int) -> HttpResponse:
                                   user=request.user)
     can_reconnect = operation.endpoint is not None and has_access(request.user, operation.device)
     context = {"operation": operation, "can_reconnect": can_reconnect, "scrollback": settings.TERMINAL_SCROLLBACK}
-    return render(request, "sessions/terminal.html", context)
+    template = "sessions/vnc.html" if operation.protocol == Protocol.VNC else "sessions/terminal.html"
+    return render(request, template, context)

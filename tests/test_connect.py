@@ -84,3 +84,21 @@ def test_the_control_tab_lists_operations_newest_first(client, operator, device,
     connect(client, device, vnc_endpoint)
     rows = client.get(reverse("control", args=[device.pk])).content.decode().split("<tbody>")[1]
     assert rows.index("HMI screen") < rows.index("PLC shell")
+
+
+def test_a_vnc_endpoint_opens_the_novnc_page(client, operator, device, vnc_endpoint):
+    client.force_login(operator)
+    response = connect(client, device, vnc_endpoint)
+    page = client.get(response.url).content.decode()
+    assert "js/vnc.js" in page and "Ctrl+Alt+Del" in page and "Clipboard" in page
+    assert "vnc-pass" not in page
+
+
+def test_a_passthrough_endpoint_has_no_browser_session(client, operator, device):
+    from endpoints.models import Endpoint
+
+    proxy = Endpoint.objects.create(device=device, name="Proxy", protocol="PASSTHROUGH", hostname="h", port=22)
+    client.force_login(operator)
+    response = connect(client, device, proxy, follow=True)
+    assert "“Proxy” is a passthrough endpoint: connect to it with a local proxy." in response.content.decode()
+    assert not Operation.objects.exists()

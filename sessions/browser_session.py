@@ -1,10 +1,12 @@
-"""A terminal in the browser: the page's WebSocket on one side, an SSH or
-Telnet bridge over the device's tunnel on the other.
+"""A session page in the browser: its WebSocket on one side, a protocol
+bridge (SSH, Telnet, VNC) over the device's tunnel on the other.
 
-Page protocol: binary frames carry terminal bytes both ways; text frames
-carry JSON control messages: from the page `{"type": "resize", "cols", "rows"}`,
-to the page `{"type": "status", "state", "message"}` and
-`{"type": "host-key", "fingerprint", "verified", "saved"}`.
+Page protocol: binary frames carry the session's bytes both ways (terminal
+bytes, or RFB for noVNC); text frames carry JSON control messages: from the
+page `{"type": "resize", "cols", "rows"}`, to the page
+`{"type": "status", "state", "message"}` and
+`{"type": "host-key", "fingerprint", "verified", "saved"}`. noVNC ignores
+text frames (they reach it as empty data); the page reads them itself.
 """
 
 import asyncio
@@ -19,6 +21,7 @@ from endpoints import keys
 from endpoints.models import Endpoint, Protocol, RemoteAccessSettings
 from sessions import operations
 from sessions.bridges.base import BridgeResult, Input, Resize
+from sessions.bridges.rfb import RfbOptions, run_vnc
 from sessions.bridges.ssh import SshCredentials, SshOptions, run_ssh
 from sessions.bridges.telnet import TelnetOptions, run_telnet
 from sessions.client_side import ClientSession
@@ -89,6 +92,25 @@ class Page:
                 await self._send({"type": "websocket.close", "code": 1000})
 
 
+class PageBytes:
+    """The page's binary frames as a byte stream, for bridges whose browser
+    side speaks the protocol itself (noVNC speaks RFB)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+    async def read(self) -> bytes:
+        while True:
+            event = await self.page.events.get()
+            if event is None:
+                return b""
+            if isinstance(event, Input) and event.data:
+                return event.data
+
+    async def write(self, data: bytes) -> None:
+        await self.page.output(data)
+
+
 @database_sync_to_async
 def endpoint_of(operation: Operation) -> Endpoint | None:
     """The endpoint with its secrets decrypted. This runs a query."""
@@ -118,6 +140,8 @@ async def run_bridge(endpoint: Endpoint, stream: BridgeStream, page: Page, cols:
         credentials = SshCredentials(endpoint.username, endpoint.password, endpoint.private_key)
         options = SshOptions(host_key=endpoint.host_key, cols=cols, rows=rows)
         return await run_ssh(stream, credentials, options, page.events, page.output, status)
+    if endpoint.protocol == Protocol.VNC:
+        return await run_vnc(stream, RfbOptions(password=endpoint.password), PageBytes(page), status)
     return await run_telnet(stream, TelnetOptions(cols=cols, rows=rows), page.events, page.output, status)
 
 
@@ -134,7 +158,7 @@ async def show_host_key(endpoint: Endpoint, offered: str, page: Page) -> None:
     await page.message(type="host-key", fingerprint=keys.fingerprint(offered), verified=False, saved=saved)
 
 
-async def run_terminal(
+async def run_page(
     scope: dict[str, Any], receive: Any, send: Any, operation: Operation, user: Any, client_address: str | None
 ) -> None:
     """Relay and bridge until either end; tell the page why it ended."""
@@ -177,5 +201,5 @@ async def finish_bridge(operation: Operation, result: BridgeResult, page: Page, 
         reason = session.failure.result()
     if result.failed:
         await database_sync_to_async(operations.fail_session)(operation.pk, reason)
-    log.info("operation %s: terminal ended: %s", operation.pk, reason)
+    log.info("operation %s: session ended: %s", operation.pk, reason)
     await page.status("disconnected", reason)
