@@ -4,6 +4,7 @@ token, and a real OpenSSH sshd or telnetd behind the device."""
 
 import json
 import re
+import subprocess
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +17,7 @@ from websockets.sync.client import connect
 
 from endpoints.models import CredentialsType, Device, Endpoint, Protocol, RemoteAccessSettings
 from sessions.models import Operation, Status
-from tests.live import Agent, Gateway, live_database, wait_until
+from tests.live import Agent, Gateway, live_database, need, wait_until
 from tests.sshd import Sshd
 from tests.telnetd import telnetd
 
@@ -157,6 +158,38 @@ def test_an_ssh_session_runs_commands_with_unicode_ctrl_c_and_resize(world):
     operation = page.operation()
     assert operation.status == Status.SUCCESSFUL and operation.ended is not None
     assert operation.bytes_to_device > 0
+
+
+def ssh2_rsa_key(folder) -> str:
+    """An RSA key in the ssh.com ("SSH2") layout, made by ssh-keygen and puttygen."""
+    path = folder / "rsa"
+    subprocess.run([need("ssh-keygen"), "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(path)], check=True)
+    subprocess.run([need("puttygen"), str(path), "-O", "private-sshcom", "-o", str(folder / "rsa.ssh2")],
+                   check=True, capture_output=True)
+    return (folder / "rsa.ssh2").read_text()
+
+
+@pytest.mark.parametrize("key", ["generated ed25519", "ssh2 rsa"])
+def test_an_ssh_session_logs_in_with_a_key_pair_through_the_agent(world, tmp_path, client, key):
+    """The key is stored the way the endpoint form stores it."""
+    client.force_login(User.objects.get(username="tech"))
+    text = "" if key == "generated ed25519" else ssh2_rsa_key(tmp_path)
+    owner = User.objects.create_user("keyowner", password="owner-pass-1")
+    assign_perm("remote_access_admin", owner, world["device"])
+    client.force_login(owner)
+    form = {"name": "Keyed", "hostname": world["sshd"].host, "port": world["sshd"].port,
+            "credentials_type": "KEY_PAIR", "username": world["sshd"].user, "private_key": text}
+    if not text:
+        form["generate_key_pair"] = "on"
+    response = client.post(f"/devices/{world['device'].pk}/remote-access/add/ssh/", form)
+    assert response.status_code == 302, response.content.decode()
+    endpoint = Endpoint.objects.get(name="Keyed")
+    world["sshd"].authorize(endpoint.public_key)
+    page = Page(world, endpoint)
+    page.wait_for_state("connected")
+    page.type(b"echo $((6*7))\r")
+    page.wait_for_output(rb"\b42\b")
+    page.close()
 
 
 def test_an_unverified_host_key_is_shown_and_saved_on_first_use_when_the_setting_is_on(world):

@@ -35,8 +35,8 @@ class Resize:
 # None means the page has gone.
 BrowserEvents = asyncio.Queue  # of Input | Resize | None
 Output = Callable[[bytes], Awaitable[None]]
-# status(state, message): states are "authenticating", "connected" and
-# "host-key" (message: the server's key as one OpenSSH line, not verified by
+# status(state, message): states are "handshake" (VNC), "authenticating",
+# "connected" and "host-key" (message: the server's key as one OpenSSH line, not verified by
 # a pinned key).
 Status = Callable[[str, str], Awaitable[None]]
 
