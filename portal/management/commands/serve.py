@@ -1,5 +1,9 @@
+import socket
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 from daphne.cli import CommandLineInterface
 from django.conf import settings
@@ -9,6 +13,7 @@ from endpoints.demo import SERIAL, set_up_demo
 
 # WebSocket frames carry at most 64 KiB; anything over 1 MiB is refused.
 MAX_MESSAGE = 1024 * 1024
+AGENT_START_TIMEOUT = 30
 
 
 def daphne_arguments(host: str, port: int) -> list[str]:
@@ -37,15 +42,27 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         host, port = str(options["host"]), int(options["port"])
         url = f"http://{host}:{port}"
-        agent = None
+        agents: list[subprocess.Popen] = []
         if options["demo"]:
             config = set_up_demo(url)
-            agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)])
+            # Started once the server listens, so its first attempt succeeds.
+            threading.Thread(target=start_agent_when_listening, args=(host, port, config, agents), daemon=True).start()
             self.stdout.write(f"Demo device {SERIAL}: its agent runs beside the server.")
         self.stdout.write(f"Remote access gateway: {url}/")
         try:
             CommandLineInterface().run(daphne_arguments(host, port))
         finally:
-            if agent is not None:
+            for agent in agents:
                 agent.terminate()
                 agent.wait(timeout=10)
+
+
+def start_agent_when_listening(host: str, port: int, config: Path, agents: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + AGENT_START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    agents.append(subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)]))
