@@ -1,6 +1,6 @@
 from django.urls import path
 
-from endpoints import api, views
+from endpoints import api, configurations_api, views
 
 urlpatterns = [
     path("devices/", views.device_list, name="device-list"),
@@ -24,4 +24,16 @@ urlpatterns = [
     ),
     path("settings/remote-access/", views.remote_access_settings, name="remote-access-settings"),
     path("service/remoteaccess/registration", api.registration, name="device-registration"),
+    path(
+        "service/remoteaccess/devices/<str:device_id>/configurations",
+        configurations_api.configurations,
+        name="api-configurations",
+    ),
+    path(
+        "service/remoteaccess/devices/<str:device_id>/configurations/<str:endpoint_id>",
+        configurations_api.configuration,
+        name="api-configuration",
+    ),
+    path("service/remoteaccess/keypair/generate", configurations_api.generate_key_pair, name="api-keypair"),
+    path("service/remoteaccess/health", configurations_api.health, name="api-health"),
 ]
