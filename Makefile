@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TLS_PORT ?= 8443
 
 .PHONY: run test install install-test clean
 
@@ -29,7 +30,7 @@ install-test: $(VENV)/.installed-test node_modules/.installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py init_admin
-	$(PY) manage.py serve --host $(HOST) --port $(PORT) --demo
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --tls-port $(TLS_PORT) --demo
 
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)

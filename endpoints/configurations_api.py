@@ -22,7 +22,7 @@ from endpoints.access import Level, get_device, get_endpoint
 from endpoints.api import error
 from endpoints.forms import EndpointForm
 from endpoints.models import CredentialsType, Endpoint, Protocol
-from portal.auth import user_for_authorization
+from portal.auth import LOGIN_COOKIE, user_for_authorization, user_for_cookie
 
 # The flat write shape and the form fields it fills.
 WRITE_FIELDS = {
@@ -51,8 +51,13 @@ def api_view(view: View) -> View:
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         header = request.headers.get("Authorization", "")
-        if header:
-            user = user_for_authorization(header)
+        login_cookie = request.COOKIES.get(LOGIN_COOKIE, "")
+        if header or login_cookie:
+            if header:
+                user = user_for_authorization(header)
+            else:
+                # The XSRF header proves the request comes from the cookie's own client.
+                user = user_for_cookie(login_cookie, request.headers.get("X-XSRF-TOKEN", ""))
             if user is None:
                 response = error(401, "the credentials were refused")
                 response.headers["WWW-Authenticate"] = 'Basic realm="remote access"'

@@ -1,6 +1,6 @@
 """Users on API and command-line endpoints: `Authorization: Basic` with the
-user's password (a `<tenant>/` prefix is ignored) or `Bearer` with an API
-token."""
+user's password (a `<tenant>/` prefix is ignored), `Bearer` with an API
+token or a login token, or the `authorization` cookie with its XSRF token."""
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
@@ -8,7 +8,13 @@ from django.utils import timezone
 
 from endpoints.device_auth import parse_basic
 from endpoints.models import hash_token
-from portal.models import ApiToken
+from portal import login_tokens
+from portal.models import TOKEN_PREFIX, ApiToken
+
+# Cumulocity's cookie names: the login token, and the value a client echoes
+# in the X-XSRF-TOKEN header.
+LOGIN_COOKIE = "authorization"
+XSRF_COOKIE = "XSRF-TOKEN"
 
 
 def user_for_token(token: str) -> AbstractBaseUser | None:
@@ -30,5 +36,16 @@ def user_for_authorization(header: str) -> AbstractBaseUser | None:
         user = authenticate(username=parsed[0], password=parsed[1])
         return user if user is not None and user.is_active else None
     if scheme.lower() == "bearer" and credentials.strip():
-        return user_for_token(credentials.strip())
+        token = credentials.strip()
+        if token.startswith(TOKEN_PREFIX):
+            return user_for_token(token)
+        return login_tokens.user_for(token)
     return None
+
+
+def user_for_cookie(token: str, xsrf: str) -> AbstractBaseUser | None:
+    """The user of a login token sent as the `authorization` cookie; the
+    request must carry the XSRF token bound to it."""
+    if not token or not xsrf:
+        return None
+    return login_tokens.user_for(token, xsrf)

@@ -193,6 +193,11 @@ if env_bool("USE_X_FORWARDED_PROTO", False):
 REMOTE_ACCESS_CONNECTION_KEY_TTL = env_int("REMOTE_ACCESS_CONNECTION_KEY_TTL", 60, minimum=5)
 REMOTE_ACCESS_PING_INTERVAL = env_int("REMOTE_ACCESS_PING_INTERVAL", 30, minimum=5)
 REMOTE_ACCESS_OTP_TTL_HOURS = env_int("REMOTE_ACCESS_OTP_TTL_HOURS", 24, minimum=1)
+# The HTTPS listener's certificate; empty: self-signed, made in DATA_DIR.
+TLS_CERT_FILE = env_str("TLS_CERT_FILE")
+TLS_KEY_FILE = env_str("TLS_KEY_FILE")
+# Cumulocity's clients (c8ylp) ask for a tenant; this server has one.
+TENANT_ID = env_str("TENANT_ID", "t1")
 TERMINAL_SCROLLBACK = env_int("TERMINAL_SCROLLBACK", 5000, minimum=0, maximum=100_000)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

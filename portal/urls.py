@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from portal import views
+from portal import cumulocity, views
 
 admin.site.site_header = "Remote access gateway"
 admin.site.site_title = "Remote access gateway"
@@ -15,6 +15,12 @@ urlpatterns = [
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/profile/tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke-token"),
     path("admin/", admin.site.urls),
+    path("tenant/loginOptions", cumulocity.login_options),
+    path("tenant/oauth", cumulocity.oauth),
+    path("tenant/currentTenant", cumulocity.current_tenant),
+    path("user/currentUser", cumulocity.current_user),
+    path("identity/externalIds/<str:id_type>/<str:serial>", cumulocity.external_id),
+    path("inventory/managedObjects/<str:device_id>", cumulocity.managed_object),
     path("", include("endpoints.urls")),
     path("", include("sessions.urls")),
 ]

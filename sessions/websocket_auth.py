@@ -1,14 +1,17 @@
 """Who is on the other end of a WebSocket, and how to turn them away."""
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
 from endpoints.device_auth import device_for_authorization
 from endpoints.models import Device
-from portal.auth import user_for_authorization
+from portal.auth import LOGIN_COOKIE, user_for_authorization, user_for_cookie
+from portal.models import TOKEN_PREFIX
 
 Scope = dict[str, Any]
 
@@ -32,13 +35,24 @@ def authenticate_device(scope: Scope) -> Device | None:
 
 
 async def authenticate_user(scope: Scope) -> Any:
-    """The user of a browser session cookie, or of an Authorization header."""
+    """The user of a browser session cookie, an Authorization header, the
+    `authorization` login cookie with its X-XSRF-TOKEN header, or (for
+    clients that can set neither) `?token=…&XSRF-TOKEN=…`."""
     user = scope.get("user")
     if user is not None and user.is_authenticated:
         return user
     authorization = header(scope, b"authorization")
     if authorization:
         return await database_sync_to_async(user_for_authorization)(authorization)
+    cookies = parse_cookie(header(scope, b"cookie"))
+    if cookies.get(LOGIN_COOKIE):
+        return await database_sync_to_async(user_for_cookie)(cookies[LOGIN_COOKIE], header(scope, b"x-xsrf-token"))
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    token = query.get("token", [""])[0]
+    if token:
+        if token.startswith(TOKEN_PREFIX):
+            return await database_sync_to_async(user_for_authorization)(f"Bearer {token}")
+        return await database_sync_to_async(user_for_cookie)(token, query.get("XSRF-TOKEN", [""])[0])
     return None
 
 
