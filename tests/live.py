@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -108,6 +109,8 @@ def server_env(**extra: str) -> dict[str, str]:
         "REMOTE_ACCESS_SECRET_KEY": ",".join(settings.REMOTE_ACCESS_SECRET_KEYS),
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # Where the HTTPS listener's self-signed certificate is made.
+        "DATA_DIR": tempfile.mkdtemp(prefix="gateway-data-"),
     }
     env.pop("REDIS_URL", None)
     env.update(extra)
@@ -117,8 +120,9 @@ def server_env(**extra: str) -> dict[str, str]:
 class Gateway:
     """`manage.py serve` (daphne) on a loopback port."""
 
-    def __init__(self, port: int | None = None, **env: str) -> None:
+    def __init__(self, port: int | None = None, tls: bool = False, **env: str) -> None:
         self.port = port or free_port()
+        self.tls_port = free_port() if tls else None
         self.env = server_env(**env)
         self.process: subprocess.Popen | None = None
         self.output: LineReader | None = None
@@ -131,13 +135,21 @@ class Gateway:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
+
     def start(self) -> "Gateway":
+        command = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.tls_port:
+            command += ["--tls-port", str(self.tls_port)]
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.output = LineReader(self.process.stdout)
         wait_for_port(self.port, self.process)
+        if self.tls_port:
+            wait_for_port(self.tls_port, self.process)
         return self
 
     def stop(self) -> None:

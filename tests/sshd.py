@@ -171,6 +171,8 @@ class Sshd:
             "AcceptEnv LANG LC_*\n"
             "PrintMotd no\n"
             "PrintLastLog no\n"
+            # scp speaks SFTP since OpenSSH 9.
+            "Subsystem sftp internal-sftp\n"
             # "Connection from … port N" and the close of each connection.
             "LogLevel VERBOSE\n"
         )

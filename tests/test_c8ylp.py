@@ -1,0 +1,111 @@
+"""Cumulocity's own local proxy, c8ylp from PyPI, unmodified, against this
+server over TLS: `c8ylp server`, then the OpenSSH client and scp through it
+to a real sshd behind the real agent."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+from django.contrib.auth.models import User
+from guardian.shortcuts import assign_perm
+
+from endpoints.models import Device, Endpoint, Protocol
+from tests.live import Agent, Gateway, LineReader, clean_database, free_port, live_database, need
+from tests.sshd import Sshd
+
+MIB = 1024 * 1024
+C8YLP = [sys.executable, "-m", "c8ylp"]
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup, django_db_blocker):
+    with live_database(django_db_blocker), Sshd() as sshd:
+        gateway = Gateway(tls=True).start()
+        yield {"gateway": gateway, "sshd": sshd}
+        gateway.stop()
+
+
+@pytest.fixture(autouse=True)
+def gateway_log(servers):
+    """The gateway's log lines of this test, shown when it fails."""
+    start = len(servers["gateway"].output.lines)
+    yield
+    print("\n".join(servers["gateway"].output.lines[start:]))
+
+
+@pytest.fixture
+def world(servers, tmp_path):
+    clean_database()
+    sshd = servers["sshd"]
+    device = Device.objects.create(serial="gw-c8ylp", name="Proxy gateway")
+    # c8ylp insists on ROLE_REMOTE_ACCESS_ADMIN, which ADMIN on a device gives.
+    assign_perm("remote_access_admin", User.objects.create_user("tech", password="tech-pass-1"), device)
+    User.objects.create_user("stranger", password="stranger-pass-1")
+    Endpoint.objects.create(device=device, name="Passthrough", protocol=Protocol.PASSTHROUGH,
+                            hostname=sshd.host, port=sshd.port)
+    key = tmp_path / "id_ed25519"
+    subprocess.run([need("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    sshd.authorize(key.with_suffix(".pub").read_text())
+    agent = Agent(tmp_path, servers["gateway"].url, device).start()
+    agent.wait_online()
+    yield {"key": key, "home": tmp_path, **servers}
+    agent.stop()
+
+
+def c8ylp_server(world: dict, user: str, password: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "HOME": str(world["home"]), "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1"}
+    process = subprocess.Popen(
+        [*C8YLP, "server", "gw-c8ylp", "--host", world["gateway"].https_url, "--tenant", "t1", "--user", user,
+         "--password", password, "--port", str(port), "--ignore-ssl-validate", "--disable-prompts", "--verbose"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    return process, port
+
+
+def ssh_options(world: dict, port: int) -> list[str]:
+    return ["-i", str(world["key"]), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+
+
+def test_ssh_and_scp_go_through_c8ylp(world):
+    process, port = c8ylp_server(world, "tech", "tech-pass-1")
+    output = LineReader(process.stdout)
+    try:
+        # Not a probe of the port: c8ylp serves one TCP client at a time, and
+        # a probe would take (and break) its only WebSocket.
+        output.wait_for("c8ylp is listening", timeout=30)
+        user = world["sshd"].user
+        ran = subprocess.run([need("ssh"), "-p", str(port), *ssh_options(world, port), f"{user}@127.0.0.1",
+                              "echo ok"], capture_output=True, text=True, timeout=60)
+        assert ran.stdout.strip() == "ok", ran.stderr + "\n".join(output.lines)
+        # c8ylp shares one WebSocket between its TCP clients: the next may
+        # only come once the last one's is closed.
+        output.wait_for("WebSocket Connection closed", timeout=10)
+        upload = world["home"] / "upload.bin"
+        upload.write_bytes(os.urandom(5 * MIB))
+        target = f"/tmp/c8ylp-upload-{os.getpid()}.bin"
+        copied = subprocess.run([need("scp"), "-P", str(port), *ssh_options(world, port), str(upload),
+                                 f"{user}@127.0.0.1:{target}"], capture_output=True, text=True, timeout=120)
+        assert copied.returncode == 0, copied.stderr
+        try:
+            assert hashlib.sha256(open(target, "rb").read()).hexdigest() == hashlib.sha256(
+                upload.read_bytes()).hexdigest()
+        finally:
+            os.unlink(target)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_c8ylp_refuses_a_user_without_access(world):
+    process, port = c8ylp_server(world, "stranger", "stranger-pass-1")
+    try:
+        assert process.wait(timeout=60) != 0
+        text = process.stdout.read().decode()
+        assert "gw-c8ylp" in text and ("not found" in text.lower() or "permission" in text.lower()), text
+    finally:
+        if process.poll() is None:
+            process.kill()
