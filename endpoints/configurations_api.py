@@ -23,6 +23,7 @@ from endpoints.api import error
 from endpoints.forms import EndpointForm
 from endpoints.models import CredentialsType, Endpoint, Protocol
 from portal.auth import LOGIN_COOKIE, user_for_authorization, user_for_cookie
+from portal.throttle import LockedOut
 
 # The flat write shape and the form fields it fills.
 WRITE_FIELDS = {
@@ -54,7 +55,10 @@ def api_view(view: View) -> View:
         login_cookie = request.COOKIES.get(LOGIN_COOKIE, "")
         if header or login_cookie:
             if header:
-                user = user_for_authorization(header)
+                try:
+                    user = user_for_authorization(header)
+                except LockedOut as exc:
+                    return error(429, str(exc))
             else:
                 # The XSRF header proves the request comes from the cookie's own client.
                 user = user_for_cookie(login_cookie, request.headers.get("X-XSRF-TOKEN", ""))

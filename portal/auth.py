@@ -2,13 +2,13 @@
 user's password (a `<tenant>/` prefix is ignored), `Bearer` with an API
 token or a login token, or the `authorization` cookie with its XSRF token."""
 
-from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from endpoints.device_auth import parse_basic
 from endpoints.models import hash_token
 from portal import login_tokens
+from portal.throttle import authenticate_password
 from portal.models import TOKEN_PREFIX, ApiToken
 
 # Cumulocity's cookie names: the login token, and the value a client echoes
@@ -27,14 +27,14 @@ def user_for_token(token: str) -> AbstractBaseUser | None:
 
 def user_for_authorization(header: str) -> AbstractBaseUser | None:
     """The user these credentials belong to, or None. This runs a query, and
-    for passwords a deliberately slow hash."""
+    for passwords a deliberately slow hash; a locked user name raises
+    LockedOut."""
     scheme, _, credentials = header.strip().partition(" ")
     if scheme.lower() == "basic":
         parsed = parse_basic(credentials)
         if parsed is None:
             return None
-        user = authenticate(username=parsed[0], password=parsed[1])
-        return user if user is not None and user.is_active else None
+        return authenticate_password(None, parsed[0], parsed[1])
     if scheme.lower() == "bearer" and credentials.strip():
         token = credentials.strip()
         if token.startswith(TOKEN_PREFIX):

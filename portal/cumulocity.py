@@ -6,7 +6,6 @@ device looked up by serial with its remote access configurations."""
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -16,6 +15,7 @@ from endpoints.configurations_api import api_view, as_json
 from endpoints.models import Device
 from portal import login_tokens
 from portal.auth import LOGIN_COOKIE, XSRF_COOKIE
+from portal.throttle import LockedOut, authenticate_password
 
 
 def message(status: int, text: str, error: str) -> JsonResponse:
@@ -41,8 +41,11 @@ def oauth(request: HttpRequest) -> HttpResponse:
     if request.POST.get("grant_type", "PASSWORD").upper() != "PASSWORD":
         return message(400, "only grant_type=PASSWORD is supported", "security/Unsupported")
     username = request.POST.get("username", "").rpartition("/")[2]
-    user = authenticate(request, username=username, password=request.POST.get("password", ""))
-    if user is None or not user.is_active:
+    try:
+        user = authenticate_password(request, username, request.POST.get("password", ""))
+    except LockedOut as exc:
+        return message(429, str(exc), "security/Too many requests")
+    if user is None:
         return message(401, "Invalid credentials!", "security/Unauthorized")
     token, xsrf = login_tokens.issue(user)
     response = JsonResponse({})

@@ -12,6 +12,7 @@ from endpoints.device_auth import device_for_authorization
 from endpoints.models import Device
 from portal.auth import LOGIN_COOKIE, user_for_authorization, user_for_cookie
 from portal.models import TOKEN_PREFIX
+from portal.throttle import LockedOut
 
 Scope = dict[str, Any]
 
@@ -43,7 +44,10 @@ async def authenticate_user(scope: Scope) -> Any:
         return user
     authorization = header(scope, b"authorization")
     if authorization:
-        return await database_sync_to_async(user_for_authorization)(authorization)
+        try:
+            return await database_sync_to_async(user_for_authorization)(authorization)
+        except LockedOut:
+            return None
     cookies = parse_cookie(header(scope, b"cookie"))
     if cookies.get(LOGIN_COOKIE):
         return await database_sync_to_async(user_for_cookie)(cookies[LOGIN_COOKIE], header(scope, b"x-xsrf-token"))

@@ -96,3 +96,13 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         path = tmp_path_factory.mktemp("database") / "test.sqlite3"
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(path)
+
+
+@pytest.fixture(autouse=True)
+def forget_login_failures():
+    """The lock-out counts live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

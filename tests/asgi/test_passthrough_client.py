@@ -3,6 +3,7 @@ driven in-process as a local proxy (c8ylp, remote-access-client) uses it: who
 may open one, and what it sees while the device joins, fails or never comes."""
 
 import asyncio
+from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,6 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from endpoints.models import hash_token
+from portal import login_tokens
 from portal.models import ApiToken
 from sessions.models import Operation, Status
 from tests.asgi.helpers import (
@@ -360,3 +362,30 @@ async def test_a_text_frame_before_the_device_joins_closes_the_client_too(contro
     assert code == 4010
     await close(client)
     assert (await load_operation(request.operation_id)).status == Status.FAILED
+
+
+# --- how Cumulocity's clients authenticate --------------------------------------
+
+@pytest.mark.parametrize("how", ["bearer login token", "login cookie and XSRF header", "token and XSRF in the query"])
+async def test_a_client_authenticates_with_a_login_token(control, device, operator, proxy, how):
+    token, xsrf = await database_sync_to_async(login_tokens.issue)(operator)
+    path = client_path(device.pk, proxy.pk)
+    if how == "bearer login token":
+        headers = [bearer(token)]
+    elif how == "login cookie and XSRF header":
+        headers = [(b"cookie", f"authorization={token}; XSRF-TOKEN={xsrf}".encode()), (b"x-xsrf-token", xsrf.encode())]
+    else:
+        headers = []
+        path += "?" + urlencode({"token": token, "XSRF-TOKEN": xsrf})
+    comm = communicator(path, headers)
+    await accepted(comm)
+    await connect_request(control)
+    await close(comm)
+
+
+async def test_a_login_cookie_without_its_xsrf_token_is_refused(device, operator, proxy):
+    token, _ = await database_sync_to_async(login_tokens.issue)(operator)
+    for headers in ([(b"cookie", f"authorization={token}".encode())],
+                    [(b"cookie", f"authorization={token}".encode()), (b"x-xsrf-token", b"forged")]):
+        comm = communicator(client_path(device.pk, proxy.pk), headers)
+        assert await is_refused(comm)
