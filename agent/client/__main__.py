@@ -1,0 +1,5 @@
+import sys
+
+from agent.client.cli import main
+
+sys.exit(main())
