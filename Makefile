@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TLS_PORT ?= 8443
 
-.PHONY: run test install install-test clean
+.PHONY: run test install install-test clean bench
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,11 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) node_modules
+
+# Benchmarks are run by hand, never by `make test`; websockify is their peer baseline.
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,redis,postgres,bench]'
+	touch $@
+
+bench: install-test $(VENV)/.installed-bench
+	$(PY) -m bench $(BENCH_ARGS)

@@ -1,6 +1,7 @@
 """The client side of one session, whatever its client (a local proxy's
-WebSocket now, a terminal or VNC bridge later): create the operation, ask the
-device for a tunnel, wait for it, relay, and record the end."""
+WebSocket, or a terminal or VNC bridge on this server): create or arm the
+operation, ask the device for a tunnel, wait for it, relay, and record the
+end."""
 
 import asyncio
 import contextlib
