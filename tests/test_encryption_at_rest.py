@@ -37,3 +37,27 @@ def test_a_database_without_the_key_cannot_be_read(ssh_endpoint, settings):
 def test_an_old_key_still_reads_after_a_new_one_is_put_first(ssh_endpoint, settings):
     settings.REMOTE_ACCESS_SECRET_KEYS = [Fernet.generate_key().decode(), *settings.REMOTE_ACCESS_SECRET_KEYS]
     assert Endpoint.objects.get(pk=ssh_endpoint.pk).password == "s3cret-ssh-password"
+
+
+def test_rotating_the_key_re_encrypts_every_secret(ssh_endpoint, vnc_endpoint, settings):
+    from django.core.management import call_command
+
+    old_keys = list(settings.REMOTE_ACCESS_SECRET_KEYS)
+    before = raw_columns(ssh_endpoint.pk)
+    new_key = Fernet.generate_key().decode()
+    settings.REMOTE_ACCESS_SECRET_KEYS = [new_key, *old_keys]
+    call_command("rotate_secret_key")
+    assert raw_columns(ssh_endpoint.pk)[0] != before[0]
+    settings.REMOTE_ACCESS_SECRET_KEYS = [new_key]
+    assert Endpoint.objects.get(pk=ssh_endpoint.pk).password == "s3cret-ssh-password"
+    assert Endpoint.objects.get(pk=vnc_endpoint.pk).password == "vnc-pass"
+
+
+def test_rotating_without_the_old_key_changes_nothing_and_says_why(ssh_endpoint, settings):
+    from django.core.management import CommandError, call_command
+
+    before = raw_columns(ssh_endpoint.pk)
+    settings.REMOTE_ACCESS_SECRET_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(CommandError, match="REMOTE_ACCESS_SECRET_KEY does not hold the key"):
+        call_command("rotate_secret_key")
+    assert raw_columns(ssh_endpoint.pk) == before
