@@ -1,7 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
 from endpoints.models import Device, DeviceGroup, Endpoint, RemoteAccessSettings
+from endpoints.revocation import revoke_device_credentials
 
 
 @admin.register(DeviceGroup)
@@ -28,6 +31,13 @@ class DeviceAdmin(GuardedModelAdmin):
     fields = ["serial", "name", "group", "supported_operations", "is_online", "last_seen", "registered_at"]
     readonly_fields = ["is_online", "last_seen", "registered_at"]
     inlines = [EndpointInline]
+    actions = ["revoke_credentials"]
+
+    @admin.action(description="Revoke the credentials (the device must register again)", permissions=["change"])
+    def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            revoke_device_credentials(device)
+        self.message_user(request, f"Revoked the credentials of {queryset.count()} device(s).", messages.SUCCESS)
 
 
 @admin.register(Endpoint)

@@ -29,6 +29,7 @@ from sessions.websocket_auth import (
 log = logging.getLogger(__name__)
 
 REPLACED = 4409
+REVOKED = 4401
 LAUNCH_REFUSED = 4403
 # Refresh "agent last seen" at most this often while lines keep coming.
 SEEN_EVERY = 30
@@ -87,6 +88,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def control_replaced(self, event: dict[str, Any]) -> None:
         await self.close(code=REPLACED)
+
+    async def control_revoked(self, event: dict[str, Any]) -> None:
+        log.warning("device %s: credentials revoked, closing its control channel", self.device.serial)
+        await self.close(code=REVOKED)
 
 
 async def device_tunnel(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -33,3 +33,14 @@ def test_operations_cannot_be_changed_or_deleted_in_the_admin(client, superuser,
     assert operation.status == "PENDING"
     page = client.get(reverse("admin:remote_sessions_operation_changelist")).content.decode()
     assert "PLC shell" in page
+
+
+def test_an_administrator_revokes_a_devices_credentials(client, superuser, device):
+    token = device.issue_token()
+    device.save()
+    client.force_login(superuser)
+    response = client.post(reverse("admin:endpoints_device_changelist"),
+                           {"action": "revoke_credentials", "_selected_action": [device.pk]}, follow=True)
+    assert "Revoked the credentials of 1 device(s)." in response.content.decode()
+    device.refresh_from_db()
+    assert not device.token_matches(token) and device.awaiting_agent

@@ -6,6 +6,8 @@ with `ERR` and change nothing)."""
 import pytest
 from channels.db import database_sync_to_async
 
+from endpoints.models import Device
+from endpoints.revocation import revoke_device_credentials
 from portal.models import ApiToken
 from sessions.models import Status
 from tests.asgi.helpers import (
@@ -415,3 +417,11 @@ async def test_a_quoted_reason_with_a_unicode_line_break_is_still_one_line(
     failed = await operation_when(operation, status_is(Status.FAILED))
     await no_answer(control)
     assert failed.failure_reason == f"refused{separator}by 10.0.0.67"
+
+
+async def test_revoking_the_credentials_closes_the_live_control_channel_at_once(control, device, token):
+    await database_sync_to_async(lambda: revoke_device_credentials(Device.objects.get(pk=device.pk)))()
+    closed = await control.receive_output(timeout=2)
+    assert closed == {"type": "websocket.close", "code": 4401}
+    again = communicator(AGENT_PATH, [device_basic(device, token)])
+    assert await is_refused(again)
