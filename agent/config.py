@@ -172,14 +172,19 @@ def format_config(config: AgentConfig) -> str:
 
 def save_config(config: AgentConfig, path: Path) -> None:
     """Write ``config`` to ``path`` with mode 0600, atomically."""
-    path = Path(path)
+    write_private_file(Path(path), format_config(config))
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically: a crash leaves
+    the old file or the new one, never half of one."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkstemp creates the file 0600 whatever the umask, so the password is
+    # mkstemp creates the file 0600 whatever the umask, so a secret in it is
     # never readable by others, not even for an instant.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(format_config(config))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)

@@ -30,7 +30,7 @@ def test_the_session_page_shows_the_endpoint_and_device(client, operator, device
     client.force_login(operator)
     response = connect(client, device, ssh_endpoint)
     page = client.get(response.url).content.decode()
-    assert "<title>PLC shell on Line 1 gateway</title>" in page
+    assert "<title>PLC shell on Line 1 gateway · Remote access gateway</title>" in page
     assert "connecting to device…" in page
     assert "js/terminal.js" in page and "vendor/xterm/css/xterm.css" in page
     assert "s3cret-ssh-password" not in page

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import ssl
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import ConfigError, normalize_server_url, toml_string
+from agent.config import ConfigError, normalize_server_url, toml_string, write_private_file
 from agent.transport import basic_authorization, build_ssl_context
 
 APP_DIR = "remote-access-client"
@@ -115,19 +114,4 @@ def format_config(config: ClientConfig) -> str:
 
 def save_config(config: ClientConfig, path: Path) -> None:
     """Write ``config`` to ``path`` with mode 0600, atomically."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkstemp makes the file 0600 whatever the umask: the secret is never readable by others.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(format_config(config))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_private_file(path, format_config(config))
