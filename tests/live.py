@@ -160,6 +160,7 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        shutil.rmtree(self.env["DATA_DIR"], ignore_errors=True)
 
 
 class Agent:
