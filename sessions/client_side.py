@@ -18,6 +18,7 @@ from sessions.relay import (
     DEVICE_DID_NOT_CONNECT,
     DEVICE_OFFLINE,
     DEVICE_REPORTED_FAILURE,
+    RELAY_FAILED,
     Closed,
     LayerPort,
     Side,
@@ -56,13 +57,17 @@ class ClientSession:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         self.port = LayerPort(layer, channel, self.side, on_event=self._event)
+        closed = Closed("the session failed", RELAY_FAILED)
         try:
-            return await self._run(channel)
+            closed = await self._run(channel)
+            return closed
         finally:
             await self.port.stop()
             if self.operation_id is not None:
                 relay.waiting.pop(self.operation_id, None)
-                await database_sync_to_async(operations.end)(self.operation_id, to_device=self.side.bytes_in)
+                await database_sync_to_async(operations.end)(
+                    self.operation_id, to_device=self.side.bytes_in, reason=closed.reason
+                )
 
     async def _run(self, channel: str) -> Closed:
         if self.operation is None:

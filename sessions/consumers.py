@@ -121,13 +121,15 @@ async def device_tunnel(scope: dict[str, Any], receive: Any, send: Any) -> None:
         port = LayerPort(layer, await layer.new_channel(), side)
         side.attach(port.connect(operation.client_channel))
         await layer.send(operation.client_channel, {"type": "relay.join", "channel": port.channel})
+    reason = "the relay failed"
     try:
         closed = await side.run()
+        reason = closed.reason
         log.info("operation %s: tunnel ended: %s", operation.pk, closed.reason)
     finally:
         if port is not None:
             await port.stop()
-        await database_sync_to_async(operations.end)(operation.pk, from_device=side.bytes_in)
+        await database_sync_to_async(operations.end)(operation.pk, from_device=side.bytes_in, reason=reason)
 
 
 @database_sync_to_async

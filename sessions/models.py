@@ -40,6 +40,8 @@ class Operation(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     updated = models.DateTimeField(auto_now=True)
     ended = models.DateTimeField(null=True, blank=True)
+    # Why the session ended, in the words the user saw (set by the first side to end).
+    end_reason = models.CharField(max_length=300, blank=True)
     bytes_to_device = models.BigIntegerField(default=0)
     bytes_from_device = models.BigIntegerField(default=0)
     # The connection key itself is only ever in memory and in the 530 line;
@@ -51,6 +53,8 @@ class Operation(models.Model):
     # Where the session's client side listens, so a device tunnel or a status
     # report on any worker can reach it.
     client_channel = models.CharField(max_length=200, blank=True, editable=False)
+    # The server process (host:port) that holds the client side.
+    worker = models.CharField(max_length=200, blank=True, editable=False)
     # A browser session opens its page with a single-use launch token.
     launch_token_hash = models.CharField(max_length=64, blank=True, editable=False)
     launch_expires_at = models.DateTimeField(null=True, blank=True, editable=False)

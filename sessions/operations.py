@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from endpoints.models import Device, Endpoint, hash_token
-from sessions import smartrest
+from sessions import smartrest, worker
 from sessions.models import Operation, Status
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def arm(operation: Operation, client_channel: str) -> NewOperation:
     operation.connection_key_hash = hash_token(key)
     operation.key_expires_at = timezone.now() + key_ttl()
     operation.client_channel = client_channel
-    fields = ["connection_key_hash", "key_expires_at", "client_channel", "updated"]
+    operation.worker = worker.name
+    fields = ["connection_key_hash", "key_expires_at", "client_channel", "worker", "updated"]
     device = Device.objects.get(pk=operation.device_id)
     if not device.is_online or not device.control_channel:
         operation.status = Status.FAILED
@@ -117,11 +118,13 @@ def fail_unless_connected(operation_id: int, reason: str) -> bool:
     return bool(changed)
 
 
-def end(operation_id: int, *, to_device: int = 0, from_device: int = 0) -> None:
-    """Record the end of the session (the first side to end sets the time)."""
+def end(operation_id: int, *, to_device: int = 0, from_device: int = 0, reason: str = "") -> None:
+    """Record the end of the session (the first side to end sets the time and
+    the reason)."""
     now = timezone.now()
     Operation.objects.filter(pk=operation_id).update(
         ended=Coalesce(F("ended"), now),
+        end_reason=Case(When(end_reason="", then=Value(reason[:300])), default=F("end_reason")),
         bytes_to_device=F("bytes_to_device") + to_device,
         bytes_from_device=F("bytes_from_device") + from_device,
         updated=now,

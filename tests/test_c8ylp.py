@@ -6,6 +6,8 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth.models import User
@@ -59,45 +61,54 @@ def c8ylp_server(world: dict, user: str, password: str) -> tuple[subprocess.Pope
     env = {**os.environ, "HOME": str(world["home"]), "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1"}
     process = subprocess.Popen(
         [*C8YLP, "server", "gw-c8ylp", "--host", world["gateway"].https_url, "--tenant", "t1", "--user", user,
-         "--password", password, "--port", str(port), "--ignore-ssl-validate", "--disable-prompts", "--verbose"],
+         "--password", password, "--port", str(port), "--ignore-ssl-validate", "--disable-prompts"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     return process, port
 
 
-def ssh_options(world: dict, port: int) -> list[str]:
+def ssh_options(world: dict) -> list[str]:
     return ["-i", str(world["key"]), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
 
 
-def test_ssh_and_scp_go_through_c8ylp(world):
+@contextmanager
+def running_c8ylp(world: dict) -> Iterator[int]:
+    """A c8ylp server, listening; its port."""
     process, port = c8ylp_server(world, "tech", "tech-pass-1")
     output = LineReader(process.stdout)
     try:
-        # Not a probe of the port: c8ylp serves one TCP client at a time, and
-        # a probe would take (and break) its only WebSocket.
+        # Not a probe of the port: c8ylp shares one WebSocket between its TCP
+        # clients, and a probe would take (and break) it.
         output.wait_for("c8ylp is listening", timeout=30)
-        user = world["sshd"].user
-        ran = subprocess.run([need("ssh"), "-p", str(port), *ssh_options(world, port), f"{user}@127.0.0.1",
-                              "echo ok"], capture_output=True, text=True, timeout=60)
-        assert ran.stdout.strip() == "ok", ran.stderr + "\n".join(output.lines)
-        # c8ylp shares one WebSocket between its TCP clients: the next may
-        # only come once the last one's is closed.
-        output.wait_for("WebSocket Connection closed", timeout=10)
-        upload = world["home"] / "upload.bin"
-        upload.write_bytes(os.urandom(5 * MIB))
-        target = f"/tmp/c8ylp-upload-{os.getpid()}.bin"
-        copied = subprocess.run([need("scp"), "-P", str(port), *ssh_options(world, port), str(upload),
-                                 f"{user}@127.0.0.1:{target}"], capture_output=True, text=True, timeout=120)
-        assert copied.returncode == 0, copied.stderr
-        try:
-            assert hashlib.sha256(open(target, "rb").read()).hexdigest() == hashlib.sha256(
-                upload.read_bytes()).hexdigest()
-        finally:
-            os.unlink(target)
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_ssh_runs_a_command_through_c8ylp(world):
+    with running_c8ylp(world) as port:
+        ran = subprocess.run([need("ssh"), "-p", str(port), *ssh_options(world), f"{world['sshd'].user}@127.0.0.1",
+                              "echo ok"], capture_output=True, text=True, timeout=60)
+    assert ran.stdout.strip() == "ok", ran.stderr
+
+
+def test_a_5_mib_scp_arrives_intact_through_c8ylp(world):
+    upload = world["home"] / "upload.bin"
+    upload.write_bytes(os.urandom(5 * MIB))
+    target = f"/tmp/c8ylp-upload-{os.getpid()}.bin"
+    try:
+        with running_c8ylp(world) as port:
+            copied = subprocess.run([need("scp"), "-P", str(port), *ssh_options(world), str(upload),
+                                     f"{world['sshd'].user}@127.0.0.1:{target}"],
+                                    capture_output=True, text=True, timeout=120)
+        assert copied.returncode == 0, copied.stderr
+        with open(target, "rb") as arrived:
+            assert hashlib.sha256(arrived.read()).hexdigest() == hashlib.sha256(upload.read_bytes()).hexdigest()
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
 
 
 def test_c8ylp_refuses_a_user_without_access(world):

@@ -105,6 +105,7 @@ def test_ten_mib_go_through_the_agent_and_back_intact(gateway, setup, agent):
     wait_until(lambda: operation().bytes_from_device == len(payload), 10, "both sides' byte counts")
     record = wait_for_end()
     assert record.status == Status.SUCCESSFUL
+    assert record.end_reason == "the client closed the connection"
     assert record.device_confirmed, "the agent's 506 (successful) report arrived"
     assert record.bytes_to_device == len(payload)
     assert record.bytes_from_device == len(payload)
@@ -218,6 +219,29 @@ def test_the_agent_comes_back_after_a_server_restart_and_a_new_session_works(set
         with open_client(server, setup) as ws:
             ws.send(b"after restart")
             assert ws.recv(timeout=10) == b"after restart"
+    finally:
+        process.stop()
+        server.stop()
+
+
+def test_a_restarted_server_closes_the_audit_of_the_sessions_it_held(setup, tmp_path):
+    server = Gateway().start()
+    process = Agent(tmp_path, server.url, setup["device"]).start()
+    try:
+        process.wait_online()
+        ws = open_client(server, setup).__enter__()
+        ws.send(b"ping")
+        assert ws.recv(timeout=10) == b"ping"
+        assert operation().ended is None
+        server.process.kill()
+        server.process.wait(timeout=10)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        server = Gateway(port=server.port).start()
+        server.output.wait_for("Closed the audit of 1 session", timeout=10)
+        record = operation()
+        assert record.ended is not None and record.end_reason == "server restarted"
+        assert record.status == Status.SUCCESSFUL
     finally:
         process.stop()
         server.stop()

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from endpoints.demo import SERIAL, set_up_demo
 from portal.tls import certificate_files
+from sessions import worker
 
 # WebSocket frames carry at most 64 KiB; anything over 1 MiB is refused.
 MAX_MESSAGE = 1024 * 1024
@@ -54,6 +55,10 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         host, port = str(options["host"]), int(options["port"])
         tls_port = options["tls_port"]
+        worker.name = f"{socket.gethostname()}:{port}"
+        closed = worker.close_sessions_left_open(worker.name)
+        if closed:
+            self.stdout.write(f"Closed the audit of {closed} session(s) left open when this server stopped.")
         url = f"http://{host}:{port}"
         agents: list[subprocess.Popen] = []
         if options["demo"]:
