@@ -375,3 +375,11 @@ def test_a_browser_logs_in_and_runs_a_command_over_telnet(world):
         type_in_terminal(driver, "echo $((6*7))\n")
         wait_for_terminal(driver, r"^42\s*$")
         screenshot(driver, "telnet-terminal")
+
+
+def test_no_secret_reached_the_gateway_log(servers):
+    """Runs after the sessions above, which used passwords and key pairs."""
+    log = "\n".join(servers["gateway"].output.lines)
+    assert "ra-ssh-test" in log or "Beginning auth" in log, "the sessions above ran"
+    for secret in (servers["sshd"].password, "not-the-password", "tech-pass-1", "PRIVATE KEY"):
+        assert secret not in log

@@ -188,3 +188,11 @@ def test_a_browser_shows_the_remote_screen_and_types_into_it(world):
     finally:
         xev.terminate()
         xev.wait(timeout=10)
+
+
+def test_no_secret_reached_the_gateway_log(servers):
+    """Runs after the sessions above, with the right and a wrong VNC password."""
+    log = "\n".join(servers["gateway"].output.lines)
+    assert "/ws/sessions/" in log, "the sessions above ran"
+    for secret in (PASSWORD, "wrongpw1", "tech-pass-1"):
+        assert secret not in log
