@@ -26,7 +26,8 @@ from sessions.bridges.ssh import SshCredentials, SshOptions, run_ssh
 from sessions.bridges.telnet import TelnetOptions, run_telnet
 from sessions.client_side import ClientSession
 from sessions.models import Operation
-from sessions.relay import CHUNK, BridgeStream, Closed, Side
+from sessions.bridge_stream import BridgeStream
+from sessions.relay import CHUNK, Closed, Side
 
 log = logging.getLogger(__name__)
 

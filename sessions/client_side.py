@@ -20,9 +20,9 @@ from sessions.relay import (
     DEVICE_REPORTED_FAILURE,
     RELAY_FAILED,
     Closed,
-    LayerPort,
     Side,
 )
+from sessions.relay_layer import LayerPort
 
 log = logging.getLogger(__name__)
 

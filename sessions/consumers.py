@@ -16,7 +16,8 @@ from endpoints.access import get_endpoint
 from endpoints.models import Endpoint, Protocol
 from sessions import operations, relay, smartrest
 from sessions.client_side import ClientSession
-from sessions.relay import LayerPort, Side
+from sessions.relay import Side
+from sessions.relay_layer import LayerPort
 from sessions.browser_session import run_page
 from sessions.websocket_auth import (
     authenticate_device,

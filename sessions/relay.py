@@ -3,20 +3,17 @@
 Plain asyncio, no Django. A side knows its own WebSocket only as an ASGI
 `receive` and `send` and its peer only through an outlet: a `LocalOutlet`
 when both sides live in this process (the bytes never leave it), a
-`LayerOutlet` through the channel layer when they do not. Either way a
+`LayerOutlet` (relay_layer.py) through the channel layer when they do not. Either way a
 sender waits while its peer is `WINDOW` chunks behind, so a slow reader slows
 the writer instead of growing a buffer, and bytes arrive whole and in order.
 """
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
-
-log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 # Chunks in flight between the two sides: at most 1 MiB per direction.
@@ -96,6 +93,10 @@ class Inbox:
             return self._closed
 
 
+class Acknowledger(Protocol):
+    async def acknowledge(self, count: int) -> None: ...
+
+
 class Outlet(Protocol):
     async def put(self, data: bytes) -> None: ...
 
@@ -113,52 +114,6 @@ class LocalOutlet:
 
     async def close(self, closed: Closed) -> None:
         await self.peer.inbox.close(replace(closed, from_peer=True))
-
-
-class ChannelLayer(Protocol):
-    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
-
-    async def receive(self, channel: str) -> dict[str, Any]: ...
-
-    async def new_channel(self) -> str: ...
-
-
-class LayerOutlet:
-    """To a peer in another process, through the channel layer.
-
-    Channel layers may reorder messages (channels-redis orders by timestamp)
-    and drop them when full, so every chunk carries a sequence number and the
-    sender keeps at most WINDOW chunks unacknowledged.
-    """
-
-    def __init__(self, layer: ChannelLayer, peer_channel: str) -> None:
-        self.layer = layer
-        self.peer_channel = peer_channel
-        self.sequence = 0
-        self.credits = asyncio.Semaphore(WINDOW)
-        self.gone = False
-
-    async def put(self, data: bytes) -> None:
-        await self.credits.acquire()
-        if self.gone:
-            raise PeerGone()
-        await self.layer.send(self.peer_channel, {"type": "relay.data", "seq": self.sequence, "bytes": data})
-        self.sequence += 1
-
-    async def close(self, closed: Closed) -> None:
-        message = {"type": "relay.close", "seq": self.sequence, "reason": closed.reason, "code": closed.code}
-        with contextlib.suppress(Exception):
-            await self.layer.send(self.peer_channel, message)
-
-    def acknowledged(self, count: int) -> None:
-        for _ in range(count):
-            self.credits.release()
-
-    def peer_gone(self) -> None:
-        self.gone = True
-        # Wake every sender waiting for credit so it sees `gone`.
-        for _ in range(WINDOW + 1):
-            self.credits.release()
 
 
 async def put_chunks(outlet: Outlet, data: bytes) -> None:
@@ -192,7 +147,8 @@ class Side:
         self.outlet: Outlet | None = None
         self.joined = asyncio.Event()
         self.bytes_in = 0
-        self.remote: "LayerPort | None" = None
+        # Set when the peer is in another process: it is told what was delivered.
+        self.remote: Acknowledger | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._disconnected = False
@@ -300,130 +256,5 @@ def pair_locally(client: Side, device: Side) -> None:
     device.attach(LocalOutlet(client))
 
 
-class LayerPort:
-    """A side's own channel on the channel layer: chunks and acknowledgements
-    from a peer in another process, and events for the session (passed to
-    `on_event`)."""
-
-    def __init__(
-        self,
-        layer: ChannelLayer,
-        channel: str,
-        side: Side,
-        on_event: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-    ) -> None:
-        self.layer = layer
-        self.channel = channel
-        self.side = side
-        self.on_event = on_event
-        self.outlet: LayerOutlet | None = None
-        self.peer_channel = ""
-        self._expected = 0
-        self._early: dict[int, bytes] = {}
-        self._close: dict[str, Any] | None = None
-        self.task = asyncio.create_task(self._read())
-
-    def connect(self, peer_channel: str) -> LayerOutlet:
-        """Relay to the peer at `peer_channel` from now on."""
-        self.peer_channel = peer_channel
-        self.outlet = LayerOutlet(self.layer, peer_channel)
-        self.side.remote = self
-        return self.outlet
-
-    async def acknowledge(self, count: int) -> None:
-        if self.peer_channel:
-            await self.layer.send(self.peer_channel, {"type": "relay.ack", "count": count})
-
-    async def _read(self) -> None:
-        while True:
-            message = await self.layer.receive(self.channel)
-            kind = message.get("type")
-            if kind == "relay.data":
-                try:
-                    await self._data(message["seq"], message["bytes"])
-                except PeerGone:
-                    continue
-            elif kind == "relay.ack":
-                if self.outlet is not None:
-                    self.outlet.acknowledged(int(message["count"]))
-            elif kind == "relay.close":
-                self._close = message
-                await self._maybe_close()
-            elif self.on_event is not None:
-                await self.on_event(message)
-
-    async def _data(self, sequence: int, data: bytes) -> None:
-        if sequence < self._expected:
-            return
-        self._early[sequence] = data
-        if len(self._early) > WINDOW:
-            # More than the window out of order means a message was lost:
-            # end the session rather than deliver a stream with a hole.
-            log.error("relay lost a chunk on %s: expected %d", self.channel, self._expected)
-            await self.side.inbox.close(Closed("the relay lost data between workers", RELAY_FAILED))
-            return
-        while self._expected in self._early:
-            await self.side.inbox.put(self._early.pop(self._expected))
-            self._expected += 1
-        await self._maybe_close()
-
-    async def _maybe_close(self) -> None:
-        if self._close is not None and self._expected >= int(self._close["seq"]):
-            if self.outlet is not None:
-                self.outlet.peer_gone()
-            await self.side.inbox.close(Closed(self._close["reason"], int(self._close["code"]), from_peer=True))
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-
-
 # Client sides in this process waiting for their device tunnel, by operation id.
 waiting: dict[int, Side] = {}
-
-
-class BridgeStream:
-    """The client side of a session for a protocol bridge on this server.
-
-    To the bridge it is a byte stream (read/write/close); to the relay's Side
-    it looks like a WebSocket (`receive`/`send`), so the relay needs no
-    second code path.
-    """
-
-    def __init__(self) -> None:
-        self._to_device: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WINDOW)
-        self._from_device: asyncio.Queue[bytes] = asyncio.Queue(WINDOW)
-        self._closed = False
-        self._device_closed = False
-        self._eof = False
-
-    async def read(self) -> bytes:
-        if self._eof or (self._device_closed and self._from_device.empty()):
-            self._eof = True
-            return b""
-        data = await self._from_device.get()
-        if not data:
-            self._eof = True
-        return data
-
-    async def write(self, data: bytes) -> None:
-        if not self._closed and data:
-            await self._to_device.put({"type": "websocket.receive", "bytes": data})
-
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._to_device.put({"type": "websocket.disconnect", "code": 1000})
-
-    async def receive(self) -> dict[str, Any]:
-        return await self._to_device.get()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            await self._from_device.put(message["bytes"])
-        elif message["type"] == "websocket.close":
-            # Never wait here: the bridge may have stopped reading.
-            self._device_closed = True
-            with contextlib.suppress(asyncio.QueueFull):
-                self._from_device.put_nowait(b"")
