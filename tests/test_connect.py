@@ -99,6 +99,8 @@ def test_a_passthrough_endpoint_has_no_browser_session(client, operator, device)
 
     proxy = Endpoint.objects.create(device=device, name="Proxy", protocol="PASSTHROUGH", hostname="h", port=22)
     client.force_login(operator)
+    tab = client.get(reverse("remote-access", args=[device.pk])).content.decode()
+    assert f"remote-access-client server {device.pk} --config {proxy.pk}" in tab
     response = connect(client, device, proxy, follow=True)
     assert "“Proxy” is a passthrough endpoint: connect to it with a local proxy." in response.content.decode()
     assert not Operation.objects.exists()
