@@ -55,6 +55,10 @@ def read_private_key(text: str, passphrase: str = "") -> PrivateKey:
         key = _import(_sshcom_to_pem(text, passphrase), "")
     else:
         key = _import(text.encode(), passphrase)
+    return _as_private_key(key)
+
+
+def _as_private_key(key: asyncssh.SSHKey) -> PrivateKey:
     return PrivateKey(
         openssh=key.export_private_key("openssh").decode(),
         public_openssh=key.export_public_key("openssh").decode().strip(),
@@ -112,13 +116,7 @@ def fingerprint(public_openssh: str) -> str:
 
 
 def generate_key_pair(comment: str = "") -> PrivateKey:
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment or None)
-    return PrivateKey(
-        openssh=key.export_private_key("openssh").decode(),
-        public_openssh=key.export_public_key("openssh").decode().strip(),
-        algorithm=key.get_algorithm(),
-        fingerprint=key.get_fingerprint("sha256"),
-    )
+    return _as_private_key(asyncssh.generate_private_key("ssh-ed25519", comment=comment or None))
 
 
 class _Reader:
