@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.paths import MIB, run_rounds
+from bench.chart import write_chart
 from bench.report import format_table, record, write_json
 from bench.world import running_world
 
@@ -44,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count}
     result = record(samples, settings, started, now())
     write_json(result, args.out)
+    chart = args.out.with_suffix(".png")
+    write_chart(result, chart)
     print(format_table(result))
-    print(f"\nwritten to {args.out}")
+    print(f"\nwritten to {args.out} and {chart}")
 
 
 if __name__ == "__main__":
