@@ -77,17 +77,22 @@ def normalize_server_url(url: str) -> str:
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def load_config(path: Path) -> AgentConfig:
-    """Read and validate the file; raise :class:`ConfigNotFound` or :class:`ConfigError`."""
+def read_toml(path: Path, not_found: type[ConfigError] | None = None) -> dict:
+    """The file's TOML table; ConfigError (or `not_found`'s) with the reason."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigNotFound(path) from None
+        raise (not_found or ConfigNotFound)(path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid configuration at {path}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read configuration at {path}: {exc.strerror}") from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the file; raise :class:`ConfigNotFound` or :class:`ConfigError`."""
+    data = read_toml(path)
 
     def text(key: str) -> str:
         value = data.get(key)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -100,10 +101,12 @@ async def forward(
     return stats
 
 
-async def close_both(ws: ClientConnection | None, writer: asyncio.StreamWriter | None, code: int = 1000) -> None:
-    """Close the tunnel and the TCP connection, never raising, within a bounded time."""
+async def close_both(ws: ClientConnection | None, writer: Any, code: int = 1000) -> None:
+    """Close the tunnel and the local connection (a StreamWriter or alike),
+    never raising, within a bounded time."""
     if writer is not None:
-        writer.close()
+        with contextlib.suppress(Exception):
+            writer.close()
     if ws is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(code), CLOSE_TIMEOUT)

@@ -58,6 +58,29 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
     raise TimeoutError(f"nothing listened on {port} within {timeout} s")
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Terminate, and kill if it will not go."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+@contextmanager
+def printed_log(*servers: "Gateway") -> Iterator[None]:
+    """Print the servers' log lines of what runs inside: pytest shows them
+    when a test fails."""
+    starts = [len(server.output.lines) for server in servers]
+    yield
+    for server, start in zip(servers, starts):
+        print(f"--- server on {server.port}")
+        print("\n".join(server.output.lines[start:]))
+
+
 def wait_until(predicate, timeout: float = 10, what: str = "the condition") -> None:
     """Poll a database state that no port or line announces."""
     deadline = time.monotonic() + timeout
@@ -153,13 +176,7 @@ class Gateway:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         shutil.rmtree(self.env["DATA_DIR"], ignore_errors=True)
 
 
@@ -197,12 +214,7 @@ class Agent:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
 
 class EchoServer:

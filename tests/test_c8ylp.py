@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from guardian.shortcuts import assign_perm
 
 from endpoints.models import Device, Endpoint, Protocol
-from tests.live import Agent, Gateway, LineReader, clean_database, free_port, live_database, need
+from tests.live import Agent, Gateway, LineReader, clean_database, free_port, live_database, need, printed_log
 from tests.sshd import Sshd
 
 MIB = 1024 * 1024
@@ -32,9 +32,8 @@ def servers(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def gateway_log(servers):
     """The gateway's log lines of this test, shown when it fails."""
-    start = len(servers["gateway"].output.lines)
-    yield
-    print("\n".join(servers["gateway"].output.lines[start:]))
+    with printed_log(servers["gateway"]):
+        yield
 
 
 @pytest.fixture

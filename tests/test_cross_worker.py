@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation, Status
-from tests.live import Agent, EchoServer, Gateway, live_database, redis_server, wait_until
+from tests.live import Agent, EchoServer, Gateway, live_database, printed_log, redis_server, wait_until
 
 MIB = 1024 * 1024
 
@@ -30,11 +30,8 @@ def workers(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def worker_logs(workers):
     """The workers' log lines of this test, shown when it fails."""
-    starts = [len(worker.output.lines) for worker in workers]
-    yield
-    for worker, start in zip(workers, starts):
-        print(f"--- worker on {worker.port}")
-        print("\n".join(worker.output.lines[start:]))
+    with printed_log(*workers):
+        yield
 
 
 def test_ten_mib_cross_workers_intact_and_in_order(workers, tmp_path):

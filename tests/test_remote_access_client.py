@@ -31,7 +31,7 @@ from agent.client.config import ClientConfig, save_config
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation
-from tests.live import Agent, EchoServer, Gateway, LineReader, free_port, live_database, wait_until
+from tests.live import Agent, EchoServer, Gateway, LineReader, free_port, live_database, printed_log, wait_until
 from tests.sshd import Sshd, keygen
 
 CLIENT = str(Path(sys.executable).with_name("remote-access-client"))
@@ -53,9 +53,8 @@ def gateway(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def gateway_log(gateway):
     """The gateway's log lines of this test, shown when it fails."""
-    start = len(gateway.output.lines)
-    yield
-    print("\n".join(gateway.output.lines[start:]))
+    with printed_log(gateway):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,35 +1,12 @@
 """The ASGI app served by a real daphne process, as `make run` starts it."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}: {process.stderr.read().decode()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"daphne did not listen on {port} within {timeout} s")
+from tests.live import ROOT, free_port, stop_process, wait_for_port
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +17,14 @@ def server(tmp_path_factory):
                    capture_output=True)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "portal.asgi:application"],
+        [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 def fetch(url: str) -> tuple[int, dict, bytes]:

@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 
 from endpoints.models import CredentialsType, Device, Endpoint, Protocol, RemoteAccessSettings
 from sessions.models import Operation, Status
-from tests.live import Agent, Gateway, live_database, need, wait_until
+from tests.live import Agent, Gateway, live_database, need, printed_log, wait_until
 from tests.sshd import Sshd
 from tests.telnetd import telnetd
 
@@ -33,9 +33,8 @@ def servers(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def gateway_log(servers):
     """The gateway's log lines of this test, shown when it fails."""
-    start = len(servers["gateway"].output.lines)
-    yield
-    print("\n".join(servers["gateway"].output.lines[start:]))
+    with printed_log(servers["gateway"]):
+        yield
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation, Status
-from tests.live import Agent, EchoServer, Gateway, clean_database, free_port, live_database, wait_until
+from tests.live import Agent, EchoServer, Gateway, clean_database, free_port, live_database, printed_log, wait_until
 
 MIB = 1024 * 1024
 
@@ -31,9 +31,8 @@ def gateway(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def gateway_log(gateway):
     """The gateway's log lines of this test, shown when it fails."""
-    start = len(gateway.output.lines)
-    yield
-    print("\n".join(gateway.output.lines[start:]))
+    with printed_log(gateway):
+        yield
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from endpoints.models import CredentialsType, Device, Endpoint, Protocol
 from sessions.models import Operation, Status
-from tests.live import Agent, Gateway, LineReader, clean_database, live_database, need, wait_until
+from tests.live import Agent, Gateway, LineReader, clean_database, live_database, need, printed_log, wait_until
 from tests.vnc import vnc_server
 
 PASSWORD = "s3cretVN"
@@ -33,9 +33,8 @@ def servers(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def gateway_log(servers):
     """The gateway's log lines of this test, shown when it fails."""
-    start = len(servers["gateway"].output.lines)
-    yield
-    print("\n".join(servers["gateway"].output.lines[start:]))
+    with printed_log(servers["gateway"]):
+        yield
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import ssl
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import ConfigError, normalize_server_url, toml_string, write_private_file
+from agent.config import ConfigError, normalize_server_url, read_toml, toml_string, write_private_file
 from agent.transport import basic_authorization, build_ssl_context
 
 APP_DIR = "remote-access-client"
@@ -61,15 +60,7 @@ def default_config_path() -> Path:
 
 
 def load_config(path: Path) -> ClientConfig:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigNotFound(path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid configuration at {path}: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the configuration at {path}: {exc.strerror}") from None
+    data = read_toml(path, ConfigNotFound)
 
     def text(key: str) -> str:
         value = data.get(key, "")

@@ -11,7 +11,6 @@ closes the other side.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,11 +20,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from agent.client import api
 from agent.client.link import ClientError, Link, Refused, Target
+from agent.tunnel import CLOSE_TIMEOUT, close_both
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
-CLOSE_TIMEOUT = 5.0
 GOING_AWAY = 1001
 
 
@@ -126,19 +125,6 @@ async def relay(ws: ClientConnection, reader: Reader, writer: Writer) -> Relayed
         await asyncio.gather(up, down, return_exceptions=True)
         await close_both(ws, writer, code)
     return relayed
-
-
-async def close_both(ws: ClientConnection | None, writer: Writer | None, code: int = 1000) -> None:
-    """Close the tunnel and the local connection, never raising, within a bounded time."""
-    if writer is not None:
-        with contextlib.suppress(Exception):
-            writer.close()
-    if ws is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(code), CLOSE_TIMEOUT)
-    if writer is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
 
 
 def _size(count: int) -> str:
