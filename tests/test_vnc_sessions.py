@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from guardian.shortcuts import assign_perm
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from endpoints.models import CredentialsType, Device, Endpoint, Protocol
@@ -139,7 +140,7 @@ def test_a_wrong_vnc_password_fails_with_its_reason(world):
     endpoint.password = "wrongpw1"
     endpoint.save()
     page = RfbPage(world, endpoint)
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         page.read(12, timeout=20)
     message = next(s["message"] for s in page.statuses if s["state"] == "disconnected")
     assert message.startswith("VNC authentication failed")
