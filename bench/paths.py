@@ -2,6 +2,7 @@
 measurements taken on every one: bulk throughput and 1-byte round trips."""
 
 import asyncio
+import hashlib
 import os
 import statistics
 import time
@@ -11,13 +12,15 @@ from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.world import World
+from bench.world import Site, World
 
 MIB = 1024 * 1024
 # The tunnel contract's largest binary frame; the TCP path writes the same
 # chunks so that every path gets the same calls.
 FRAME = 64 * 1024
 WARM_UP_ROUND_TRIPS = 20
+# Distinct random chunks cycled through when the echo is verified.
+VERIFY_CHUNKS = 61
 OPEN_TIMEOUT = 15
 
 
@@ -99,10 +102,17 @@ def measured_paths(world: World) -> list[MeasuredPath]:
     async def websockify() -> Pipe:
         return await open_websocket(f"ws://127.0.0.1:{world.websockify_port}")
 
-    async def passthrough() -> Pipe:
-        return await open_websocket(world.client_url, {"Authorization": f"Bearer {world.token}"})
+    def passthrough(site: Site) -> Callable[[], Awaitable[Pipe]]:
+        async def open_pipe() -> Pipe:
+            return await open_websocket(site.client_url(), {"Authorization": f"Bearer {world.token}"})
 
-    return [MeasuredPath("tcp", tcp), MeasuredPath("websockify", websockify), MeasuredPath("passthrough", passthrough)]
+        return open_pipe
+
+    return [
+        MeasuredPath("tcp", tcp),
+        MeasuredPath("websockify", websockify),
+        *(MeasuredPath(f"passthrough-{site.server}", passthrough(site)) for site in world.sites),
+    ]
 
 
 async def round_trips(pipe: Pipe, count: int) -> list[float]:
@@ -118,26 +128,38 @@ async def round_trips(pipe: Pipe, count: int) -> list[float]:
     return times
 
 
-async def throughput(pipe: Pipe, size: int) -> float:
-    """MiB/s of size bytes sent while the same bytes come back at once."""
-    # Random bytes, so that no layer could gain by compressing them.
-    chunk = os.urandom(FRAME)
+async def throughput(pipe: Pipe, size: int, verify: bool = False) -> float:
+    """MiB/s of size bytes sent while the same bytes come back at once; with
+    verify, the bytes that came back must equal those sent, in order."""
+    # Random bytes, so that no layer could gain by compressing them; with
+    # verify each chunk differs, so a lost or repeated chunk shows.
+    chunks = [os.urandom(FRAME) for _ in range(VERIFY_CHUNKS if verify else 1)]
+    sent, returned = hashlib.sha256(), hashlib.sha256()
 
     async def send() -> None:
-        for offset in range(0, size, FRAME):
-            await pipe.send(chunk[: min(FRAME, size - offset)])
+        for index, offset in enumerate(range(0, size, FRAME)):
+            chunk = chunks[index % len(chunks)][: min(FRAME, size - offset)]
+            if verify:
+                sent.update(chunk)
+            await pipe.send(chunk)
 
     async def receive() -> None:
         received = 0
         # Each recv gives at least one byte, so this ends.
         while received < size:
-            received += len(await pipe.recv())
+            data = await pipe.recv()
+            received += len(data)
+            if verify:
+                returned.update(data)
         if received != size:
             raise ValueError(f"echo returned {received} bytes for {size}")
 
     start = time.perf_counter()
     await asyncio.gather(send(), receive())
-    return size / MIB / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if verify and sent.digest() != returned.digest():
+        raise ValueError(f"the {size} bytes that came back differ from those sent")
+    return size / MIB / elapsed
 
 
 @dataclass(frozen=True)

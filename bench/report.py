@@ -8,12 +8,14 @@ import statistics
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.paths import Sample
 
 METRICS = ("throughput_mib_s", "echo_p50_ms", "echo_p99_ms")
 HEADINGS = {"throughput_mib_s": "throughput MiB/s", "echo_p50_ms": "echo p50 ms", "echo_p99_ms": "echo p99 ms"}
+# The paths under test are named passthrough-<ASGI server>.
 SUBJECT = "passthrough"
 BASELINES = ("tcp", "websockify")
 
@@ -29,8 +31,8 @@ class Goal:
 
 
 GOALS = (
-    Goal("passthrough throughput >= 0.5x websockify", "throughput_mib_s", "websockify", 0.5, True),
-    Goal("passthrough echo p50 <= 2x websockify", "echo_p50_ms", "websockify", 2.0, False),
+    Goal("throughput >= 0.5x websockify", "throughput_mib_s", "websockify", 0.5, True),
+    Goal("echo p50 <= 2x websockify", "echo_p50_ms", "websockify", 2.0, False),
 )
 
 
@@ -46,20 +48,27 @@ def medians(samples: list[Sample]) -> dict[str, dict[str, float]]:
     }
 
 
+def subjects(table: dict[str, dict[str, float]]) -> list[str]:
+    return [path for path in table if path.startswith(SUBJECT)]
+
+
 def ratios(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """The subject's medians divided by each baseline's, same run."""
+    """Each subject's medians divided by each baseline's, same run, keyed
+    "subject/baseline"."""
     return {
-        baseline: {metric: table[SUBJECT][metric] / table[baseline][metric] for metric in METRICS}
+        f"{subject}/{baseline}": {metric: table[subject][metric] / table[baseline][metric] for metric in METRICS}
+        for subject in subjects(table)
         for baseline in BASELINES
     }
 
 
-def goal_results(ratio_table: dict[str, dict[str, float]]) -> list[dict]:
+def goal_results(table: dict[str, dict[str, float]], ratio_table: dict[str, dict[str, float]]) -> list[dict]:
     results = []
-    for goal in GOALS:
-        ratio = ratio_table[goal.baseline][goal.metric]
-        passed = ratio >= goal.bound if goal.at_least else ratio <= goal.bound
-        results.append({"goal": goal.text, "ratio": ratio, "pass": passed})
+    for subject in subjects(table):
+        for goal in GOALS:
+            ratio = ratio_table[f"{subject}/{goal.baseline}"][goal.metric]
+            passed = ratio >= goal.bound if goal.at_least else ratio <= goal.bound
+            results.append({"goal": f"{subject} {goal.text}", "ratio": ratio, "pass": passed})
     return results
 
 
@@ -77,7 +86,7 @@ def format_table(result: dict) -> str:
     lines.append("")
     for goal in result["goals"]:
         verdict = "pass" if goal["pass"] else "MISS"
-        lines.append(f"{goal['goal']:<46}{goal['ratio']:>6.2f}x  {verdict}")
+        lines.append(f"{goal['goal']:<56}{goal['ratio']:>6.2f}x  {verdict}")
     return "\n".join(lines)
 
 
@@ -95,6 +104,14 @@ def source_revision() -> dict[str, object]:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def host() -> dict[str, object]:
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
+
+
 def record(samples: list[Sample], settings: dict[str, object], started: str, finished: str) -> dict:
     table = medians(samples)
     ratio_table = ratios(table)
@@ -102,11 +119,11 @@ def record(samples: list[Sample], settings: dict[str, object], started: str, fin
         "started": started,
         "finished": finished,
         "settings": settings,
-        "host": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "host": host(),
         "source": source_revision(),
         "medians": table,
-        "ratios": {f"{SUBJECT}/{baseline}": values for baseline, values in ratio_table.items()},
-        "goals": goal_results(ratio_table),
+        "ratios": ratio_table,
+        "goals": goal_results(table, ratio_table),
         "samples": [asdict(sample) for sample in samples],
     }
 

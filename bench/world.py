@@ -1,6 +1,7 @@
-"""The world a benchmark run measures, all on loopback: the echo target, the
-gateway (daphne, embedded SQLite in a temporary DATA_DIR), the real agent of
-one device with a PASSTHROUGH endpoint to the target, and websockify.
+"""The world a benchmark run measures, all on loopback: the targets (echo,
+and a bulk source), a gateway per ASGI server (embedded SQLite in one
+temporary DATA_DIR), the real agent of one device per gateway with a
+PASSTHROUGH endpoint to each target, and websockify.
 
 Named `world`, not `setup`, so that no tool mistakes it for a setuptools
 script.
@@ -15,24 +16,48 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.live import ROOT, Agent, Gateway, LineReader, free_port, wait_for_port
+from tests.live import ROOT, Agent, Gateway, LineReader, free_port, stop_process, wait_for_port
 
-STOP_TIMEOUT = 10
+
+@dataclass(frozen=True)
+class Site:
+    """One gateway of the run, on its ASGI server, with its own device and agent."""
+
+    server: str
+    port: int
+    pid: int
+    agent_pid: int
+    device_pk: int
+    # PASSTHROUGH endpoints of the device, by target: "echo", "source".
+    endpoints: dict[str, int]
+
+    def client_url(self, target: str = "echo") -> str:
+        return (f"ws://127.0.0.1:{self.port}/service/remoteaccess/client/"
+                f"{self.device_pk}/configurations/{self.endpoints[target]}")
 
 
 @dataclass(frozen=True)
 class World:
     echo_port: int
     websockify_port: int
-    gateway_port: int
-    device_pk: int
-    endpoint_pk: int
     token: str
+    sites: tuple[Site, ...]
+
+    @property
+    def gateway_port(self) -> int:
+        return self.sites[0].port
+
+    @property
+    def device_pk(self) -> int:
+        return self.sites[0].device_pk
+
+    @property
+    def endpoint_pk(self) -> int:
+        return self.sites[0].endpoints["echo"]
 
     @property
     def client_url(self) -> str:
-        return (f"ws://127.0.0.1:{self.gateway_port}/service/remoteaccess/client/"
-                f"{self.device_pk}/configurations/{self.endpoint_pk}")
+        return self.sites[0].client_url()
 
 
 class BenchGateway(Gateway):
@@ -42,10 +67,11 @@ class BenchGateway(Gateway):
     here the server runs as a default installation does.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, server: str = "daphne") -> None:
         self.port = free_port()
         self.tls_port = None
-        self.env = {**os.environ, "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
+        self.env = {**os.environ, "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
+                    "ASGI_SERVER": server}
         self.process = None
         self.output = None
 
@@ -65,41 +91,40 @@ def configure_django(data_dir: Path) -> None:
     call_command("migrate", interactive=False, verbosity=0)
 
 
-def create_records(echo_port: int):
-    """A user with an API token and read access to a device that has a
-    PASSTHROUGH endpoint to the echo target; returns (device, endpoint, token)."""
+def create_user():
+    """The benchmark's user and its API token."""
     from django.contrib.auth.models import User
-    from guardian.shortcuts import assign_perm
 
-    from endpoints.models import Device, Endpoint, Protocol
     from portal.models import ApiToken
 
     user = User.objects.create_user("bench", password=None)
-    token = ApiToken.issue(user, "bench")[1]
-    device = Device.objects.create(serial="bench-gw", name="Bench gateway")
+    return user, ApiToken.issue(user, "bench")[1]
+
+
+def create_device(user, serial: str, targets: dict[str, int]):
+    """A device the user may read, with a PASSTHROUGH endpoint to each target
+    port; returns (device, {target: endpoint})."""
+    from guardian.shortcuts import assign_perm
+
+    from endpoints.models import Device, Endpoint, Protocol
+
+    device = Device.objects.create(serial=serial, name=f"Bench {serial}")
     assign_perm("remote_access_read", user, device)
-    endpoint = Endpoint.objects.create(
-        device=device, name="Echo", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=echo_port,
-    )
-    return device, endpoint, token
+    endpoints = {
+        name: Endpoint.objects.create(device=device, name=name, protocol=Protocol.PASSTHROUGH,
+                                      hostname="127.0.0.1", port=port)
+        for name, port in targets.items()
+    }
+    return device, endpoints
 
 
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def start_echo(stack: ExitStack) -> int:
+def start_target(stack: ExitStack, module: str, *args: str) -> int:
+    """A target process (bench.echo, bench.source) that prints its port and
+    stops when its stdin closes."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.echo"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-m", module, *args], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )
     stack.callback(stop_process, process)
-    # Closing stdin is the echo process's cue to stop by itself.
     stack.callback(process.stdin.close)
     port = int(LineReader(process.stdout).wait_for(r"^\d+$", timeout=10))
     wait_for_port(port, process)
@@ -118,28 +143,31 @@ def start_websockify(stack: ExitStack, target_port: int) -> int:
 
 
 @contextmanager
-def running_world() -> Iterator[World]:
-    """Starts everything; stops all of it on the way out, whatever happens."""
+def running_world(servers: tuple[str, ...] = ("daphne",), source_size: int = 0) -> Iterator[World]:
+    """Starts a gateway per ASGI server, each with its own device and agent,
+    the echo target (and a source of source_size bytes per connection when
+    asked) and websockify; stops all of it on the way out, whatever happens."""
     with ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-data-")))
         configure_django(data_dir)
-        echo_port = start_echo(stack)
-        device, endpoint, token = create_records(echo_port)
-
-        gateway = BenchGateway(data_dir)
-        stack.callback(gateway.stop)
-        gateway.start()
-
-        agent = Agent(data_dir, gateway.url, device)
-        stack.callback(agent.stop)
-        agent.start().wait_online()
-
-        websockify_port = start_websockify(stack, echo_port)
+        targets = {"echo": start_target(stack, "bench.echo")}
+        if source_size:
+            targets["source"] = start_target(stack, "bench.source", str(source_size))
+        user, token = create_user()
+        sites = []
+        for server in servers:
+            device, endpoints = create_device(user, f"bench-{server}", targets)
+            gateway = BenchGateway(data_dir, server)
+            stack.callback(gateway.stop)
+            gateway.start()
+            agent = Agent(data_dir, gateway.url, device)
+            stack.callback(agent.stop)
+            agent.start().wait_online()
+            sites.append(Site(server, gateway.port, gateway.process.pid, agent.process.pid, device.pk,
+                              {name: endpoint.pk for name, endpoint in endpoints.items()}))
         yield World(
-            echo_port=echo_port,
-            websockify_port=websockify_port,
-            gateway_port=gateway.port,
-            device_pk=device.pk,
-            endpoint_pk=endpoint.pk,
+            echo_port=targets["echo"],
+            websockify_port=start_websockify(stack, targets["echo"]),
             token=token,
+            sites=tuple(sites),
         )

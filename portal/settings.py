@@ -198,6 +198,10 @@ TLS_CERT_FILE = env_str("TLS_CERT_FILE")
 TLS_KEY_FILE = env_str("TLS_KEY_FILE")
 # Cumulocity's clients (c8ylp) ask for a tenant; this server has one.
 TENANT_ID = env_str("TENANT_ID", "t1")
+# The ASGI server of `manage.py serve`: daphne or uvicorn (see portal/asgi_servers.py).
+ASGI_SERVER = env_str("ASGI_SERVER", "daphne")
+if ASGI_SERVER not in {"daphne", "uvicorn"}:
+    raise ImproperlyConfigured("ASGI_SERVER must be daphne or uvicorn")
 TERMINAL_SCROLLBACK = env_int("TERMINAL_SCROLLBACK", 5000, minimum=0, maximum=100_000)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
@@ -207,7 +211,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_url_secrets": {"()": "portal.redact.RedactUrlSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["redact_url_secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
