@@ -265,21 +265,36 @@ class EchoServer:
         self.thread.join(5)
 
 
+class RedisServer:
+    """A throwaway redis-server on a loopback port, which a test may stop and
+    start again on the same port."""
+
+    def __init__(self) -> None:
+        self.program = need("redis-server")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.process)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
 @contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway redis-server on a free loopback port; yields its URL."""
-    program = need("redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer().start()
     try:
-        wait_for_port(port, process)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 def clean_database() -> None:

@@ -1,5 +1,5 @@
-"""Two daphne workers sharing a real redis-server: the client's WebSocket on
-one, the device's control channel and tunnel on the other."""
+"""Two gateway workers sharing a real redis-server: the client's WebSocket
+on one, the device's control channel and tunnel on the other."""
 
 import os
 import threading
@@ -7,21 +7,30 @@ import threading
 import pytest
 from django.contrib.auth.models import User
 from guardian.shortcuts import assign_perm
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation, Status
-from tests.live import Agent, EchoServer, Gateway, live_database, printed_log, redis_server, wait_until
+from sessions.relay import RELAY_FAILED
+from tests.live import Agent, EchoServer, Gateway, RedisServer, live_database, printed_log, wait_until
 
 MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def workers(django_db_setup, django_db_blocker):
-    with live_database(django_db_blocker), redis_server() as redis_url:
-        first = Gateway(REDIS_URL=redis_url).start()
-        second = Gateway(REDIS_URL=redis_url).start()
+def redis():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def workers(django_db_setup, django_db_blocker, redis):
+    with live_database(django_db_blocker):
+        first = Gateway(REDIS_URL=redis.url).start()
+        second = Gateway(REDIS_URL=redis.url).start()
         yield first, second
         first.stop()
         second.stop()
@@ -70,6 +79,55 @@ def test_ten_mib_cross_workers_intact_and_in_order(workers, tmp_path):
         record = Operation.objects.get()
         assert record.status == Status.SUCCESSFUL
         assert record.bytes_to_device == record.bytes_from_device == len(payload)
+    finally:
+        agent.stop()
+        echo.stop()
+
+
+def open_session(client_worker: Gateway, token: str, device: Device, endpoint: Endpoint):
+    url = f"{client_worker.ws_url}/service/remoteaccess/client/{device.pk}/configurations/{endpoint.pk}"
+    return connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10)
+
+
+def test_a_redis_restart_ends_live_sessions_with_a_reason_and_new_ones_work(workers, redis, tmp_path):
+    """Last in this module: it restarts the shared redis-server."""
+    client_worker, device_worker = workers
+    echo = EchoServer()
+    device = Device.objects.create(serial="gw-redis", name="Redis restart")
+    user = User.objects.create_user("tech-r", password="tech-pass-1")
+    assign_perm("remote_access_read", user, device)
+    endpoint = Endpoint.objects.create(
+        device=device, name="Echo", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=echo.port
+    )
+    token = ApiToken.issue(user, "cli")[1]
+    agent = Agent(tmp_path, device_worker.url, device).start()
+    try:
+        agent.wait_online()
+        with open_session(client_worker, token, device, endpoint) as ws:
+            ws.send(b"before")
+            assert ws.recv(timeout=30) == b"before"
+            redis.stop()
+            with pytest.raises(ConnectionClosed) as closed:
+                # Bytes sent now cannot cross; the session must end, not hang.
+                ws.send(b"during")
+                ws.recv(timeout=60)
+            assert closed.value.rcvd is not None, "the gateway closed the session with a close frame"
+            assert closed.value.rcvd.code == RELAY_FAILED
+        redis.start()
+        wait_until(lambda: Operation.objects.get(endpoint=endpoint).ended is not None, 30,
+                   "the audit of the broken session")
+        assert "Redis" in Operation.objects.get(endpoint=endpoint).end_reason
+        # The device's control channel may have been lost with Redis; the
+        # agent reconnects on its own and a new session works.
+        def new_session_echoes() -> bool:
+            try:
+                with open_session(client_worker, token, device, endpoint) as ws:
+                    ws.send(b"after")
+                    return ws.recv(timeout=15) == b"after"
+            except (ConnectionClosed, InvalidStatus, TimeoutError):
+                return False
+
+        wait_until(new_session_echoes, 90, "a new session once Redis is back")
     finally:
         agent.stop()
         echo.stop()
