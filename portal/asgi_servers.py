@@ -1,14 +1,17 @@
 """The ASGI servers `manage.py serve` can run the gateway on, with the same
 WebSocket settings on each: pings, no idle timeout, 1 MiB message limit.
 
-daphne is the default. uvicorn (its sans-I/O `websockets` protocol) stops
+uvicorn (its sans-I/O `websockets` protocol) is the default: it stops
 reading a socket while the application has not taken the last message and
 waits for a slow peer's socket to drain, so a session's buffers stay bounded
-whatever one side sends; daphne reads and writes without bound (see the
-slow-reader benchmark, `python -m bench slowreader`).
+whatever one side sends. daphne reads and writes without bound, and drops a
+slow reader's connection one second after the close with what it had not
+yet sent (`python -m bench slowreader`); it also carried half the bytes per
+second (`python -m bench passthrough`). It stays available as ASGI_SERVER=daphne.
 """
 
 import asyncio
+import logging
 import signal
 from contextlib import nullcontext
 
@@ -63,8 +66,19 @@ def run_daphne(host: str, port: int, tls_port: int | None) -> None:
     Cli().run(daphne_arguments(host, port, tls_port))
 
 
+class RefusedUpgradeNoise(logging.Filter):
+    """uvicorn logs an error for every upgrade refused with an HTTP status
+    (the ASGI denial response) as if the application had failed; the
+    refusal itself is logged by the gateway with its reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def run_uvicorn(host: str, port: int, tls_port: int | None) -> None:
     import uvicorn
+
+    logging.getLogger("uvicorn.error").addFilter(RefusedUpgradeNoise())
 
     class Server(uvicorn.Server):
         # Two servers share one loop; run_servers handles the signals for both.

@@ -198,8 +198,8 @@ TLS_CERT_FILE = env_str("TLS_CERT_FILE")
 TLS_KEY_FILE = env_str("TLS_KEY_FILE")
 # Cumulocity's clients (c8ylp) ask for a tenant; this server has one.
 TENANT_ID = env_str("TENANT_ID", "t1")
-# The ASGI server of `manage.py serve`: daphne or uvicorn (see portal/asgi_servers.py).
-ASGI_SERVER = env_str("ASGI_SERVER", "daphne")
+# The ASGI server of `manage.py serve`: uvicorn, or daphne (see portal/asgi_servers.py).
+ASGI_SERVER = env_str("ASGI_SERVER", "uvicorn")
 if ASGI_SERVER not in {"daphne", "uvicorn"}:
     raise ImproperlyConfigured("ASGI_SERVER must be daphne or uvicorn")
 TERMINAL_SCROLLBACK = env_int("TERMINAL_SCROLLBACK", 5000, minimum=0, maximum=100_000)

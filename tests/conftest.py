@@ -90,7 +90,7 @@ def vnc_endpoint(device) -> Endpoint:
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory) -> None:
     """Keep the test database in a file, so that servers the tests start in
-    other processes (daphne, via tests/live.py) can share it."""
+    other processes (the gateway, via tests/live.py) can share it."""
     from django.conf import settings
 
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):

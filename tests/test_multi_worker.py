@@ -1,4 +1,4 @@
-"""Scale-out for real: two daphne workers sharing one PostgreSQL and one
+"""Scale-out for real: two gateway workers sharing one PostgreSQL and one
 redis-server. A technician's terminal page is on worker A, the device's agent
 and its tunnel on worker B, the SSH server a real sshd behind the device.
 

@@ -1,5 +1,5 @@
-"""remote-access-client with real processes on loopback: the gateway on
-daphne, the real agent, a TCP echo target and a real sshd, and OpenSSH's ssh
+"""remote-access-client with real processes on loopback: the gateway, the
+real agent, a TCP echo target and a real sshd, and OpenSSH's ssh
 and scp on the technician's side.
 
 What a refused tunnel does to `server`: the server refused the credentials
@@ -43,7 +43,7 @@ ENV = {name: value for name, value in os.environ.items() if "proxy" not in name.
 
 @pytest.fixture(scope="module")
 def gateway(django_db_setup, django_db_blocker):
-    """The gateway on daphne, in its own process, sharing the test database."""
+    """The gateway in its own process, sharing the test database."""
     with live_database(django_db_blocker):
         server = Gateway().start()
         yield server

@@ -1,23 +1,26 @@
-"""The ASGI app served by a real daphne process, as `make run` starts it."""
+"""The ASGI app served by a real server process, as `make run` starts it, on
+each ASGI server `manage.py serve` offers."""
 
 import os
 import subprocess
 import sys
 import urllib.request
+
 import pytest
 
+from portal.asgi_servers import SERVERS
 from tests.live import ROOT, free_port, stop_process, wait_for_port
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     env = {**os.environ, "DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "portal.settings"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--server", request.param],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -32,14 +35,14 @@ def fetch(url: str) -> tuple[int, dict, bytes]:
         return response.status, dict(response.headers), response.read()
 
 
-def test_daphne_serves_the_login_page(server):
+def test_the_server_serves_the_login_page(server):
     status, headers, body = fetch(server + "/accounts/login/")
     assert status == 200
     assert b"Log in" in body
     assert "script-src 'self'" in headers["Content-Security-Policy"]
 
 
-def test_daphne_serves_our_static_files_and_the_npm_packages(server):
+def test_the_server_serves_our_static_files_and_the_npm_packages(server):
     if not (ROOT / "node_modules" / "@xterm" / "xterm").is_dir():
         pytest.fail("node_modules is missing: run `make test`, which runs npm ci")
     for path, marker in [
