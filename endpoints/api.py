@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from endpoints.models import Device
+from portal import throttle
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,19 @@ def registration(request: HttpRequest) -> JsonResponse:
     serial, otp = body.get("deviceId"), body.get("oneTimePassword")
     if not isinstance(serial, str) or not serial or not isinstance(otp, str) or not otp:
         return error(400, "deviceId and oneTimePassword are required strings")
+    try:
+        throttle.check(throttle.REGISTRATION, serial)
+    except throttle.LockedOut as exc:
+        log.warning("registration of device id %r refused: locked after wrong one-time passwords", serial[:128])
+        return error(429, str(exc))
     with transaction.atomic():
         device = Device.objects.select_for_update().filter(serial=serial).first()
         if device is None or not device.one_time_password_matches(otp):
             log.warning("registration refused for device id %r", serial[:128])
+            throttle.record_failure(throttle.REGISTRATION, serial)
             return error(401, REGISTRATION_REFUSED)
         token = device.issue_token()
         device.save(update_fields=["token_hash", "otp_hash", "otp_expires_at", "registered_at"])
+    throttle.clear(throttle.REGISTRATION, serial)
     log.info("device %s registered", device.serial)
     return JsonResponse({"username": device.username, "password": token})

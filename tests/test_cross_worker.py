@@ -1,8 +1,11 @@
 """Two gateway workers sharing a real redis-server: the client's WebSocket
 on one, the device's control channel and tunnel on the other."""
 
+import base64
 import os
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 from django.contrib.auth.models import User
@@ -12,6 +15,7 @@ from websockets.sync.client import connect
 
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
+from portal.throttle import LOGIN
 from sessions.models import Operation, Status
 from sessions.relay import RELAY_FAILED
 from tests.live import Agent, EchoServer, Gateway, RedisServer, live_database, printed_log, wait_until
@@ -82,6 +86,26 @@ def test_ten_mib_cross_workers_intact_and_in_order(workers, tmp_path):
     finally:
         agent.stop()
         echo.stop()
+
+
+def get_status(url: str, authorization: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": authorization})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_a_lock_out_earned_on_one_worker_holds_on_the_other(workers):
+    first, second = workers
+    User.objects.create_user("guessed", password="right-pass-1")
+    url = "/service/remoteaccess/devices/1/configurations"
+    wrong = "Basic " + base64.b64encode(b"guessed:wrong").decode()
+    right = "Basic " + base64.b64encode(b"guessed:right-pass-1").decode()
+    for _ in range(LOGIN.max_failures):
+        assert get_status(first.url + url, wrong) == 401
+    assert get_status(second.url + url, right) == 429
 
 
 def open_session(client_worker: Gateway, token: str, device: Device, endpoint: Endpoint):

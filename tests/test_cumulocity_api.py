@@ -9,7 +9,7 @@ from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
 from portal import login_tokens
-from portal.throttle import MAX_FAILURES
+from portal.throttle import LOGIN
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +91,7 @@ def test_without_read_the_device_is_not_found(client, outsider, device):
 
 
 def test_repeated_failed_logins_lock_the_user_name_with_the_wait_in_the_message(client, operator):
-    for _ in range(MAX_FAILURES):
+    for _ in range(LOGIN.max_failures):
         oauth(client, "operator", "wrong")
     locked = oauth(client, "operator", "operator-pass-1")
     assert locked.status_code == 429
@@ -104,9 +104,9 @@ def test_repeated_failed_logins_lock_the_user_name_with_the_wait_in_the_message(
 
 
 def test_a_successful_login_clears_the_failure_count(client, operator):
-    for _ in range(MAX_FAILURES - 1):
+    for _ in range(LOGIN.max_failures - 1):
         oauth(client, "operator", "wrong")
     assert oauth(client, "operator", "operator-pass-1").status_code == 200
-    for _ in range(MAX_FAILURES - 1):
+    for _ in range(LOGIN.max_failures - 1):
         oauth(client, "operator", "wrong")
     assert oauth(client, "operator", "operator-pass-1").status_code == 200

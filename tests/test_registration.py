@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from endpoints.models import Device, hash_token
+from portal import throttle
 
 URL = "/service/remoteaccess/registration"
 
@@ -133,3 +134,13 @@ def test_the_command_generates_a_password_when_none_is_given(client, db, capsys)
     call_command("register_device", "gw-gen")
     otp = capsys.readouterr().out.split("One-time password: ")[1].split()[0]
     assert register(client, "gw-gen", otp).status_code == 200
+
+
+def test_guessing_one_time_passwords_locks_the_device_id_even_for_the_right_one(client, awaiting):
+    for _ in range(throttle.REGISTRATION.max_failures):
+        assert register(client, "gw-new", "otp-guess-000").status_code == 401
+    locked = register(client, "gw-new", "otp-12345678")
+    assert locked.status_code == 429
+    assert locked.json()["error"] == "too many wrong one-time passwords for this device: try again in 5 minutes"
+    awaiting.refresh_from_db()
+    assert awaiting.registered_at is None
