@@ -56,7 +56,7 @@ def api_view(view: View) -> View:
         if header or login_cookie:
             if header:
                 try:
-                    user = user_for_authorization(header)
+                    user = user_for_authorization(header, request.META.get("REMOTE_ADDR"))
                 except LockedOut as exc:
                     return error(429, str(exc))
             else:

@@ -8,6 +8,7 @@ from django.utils import timezone
 from endpoints.device_auth import parse_basic
 from endpoints.models import hash_token
 from portal import login_tokens
+from portal import throttle
 from portal.throttle import authenticate_password
 from portal.models import TOKEN_PREFIX, ApiToken
 
@@ -17,18 +18,30 @@ LOGIN_COOKIE = "authorization"
 XSRF_COOKIE = "XSRF-TOKEN"
 
 
-def user_for_token(token: str) -> AbstractBaseUser | None:
+def api_token_for(token: str, client: str | None) -> ApiToken | None:
+    """The API token, if it exists and its user is active; marks it used.
+    Unknown tokens count against the client's address: after too many it is
+    locked out (LockedOut), whatever it presents."""
+    throttle.check(throttle.API_TOKEN, client or "")
     api_token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(token)).first()
     if api_token is None or not api_token.user.is_active:
+        throttle.record_failure(throttle.API_TOKEN, client or "")
         return None
     ApiToken.objects.filter(pk=api_token.pk).update(last_used=timezone.now())
-    return api_token.user
+    return api_token
 
 
-def user_for_authorization(header: str) -> AbstractBaseUser | None:
+def presented_api_token(authorization: str) -> str:
+    """The API token in an `Authorization: Bearer` header, if it holds one."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token.startswith(TOKEN_PREFIX) else ""
+
+
+def user_for_authorization(header: str, client: str | None) -> AbstractBaseUser | None:
     """The user these credentials belong to, or None. This runs a query, and
-    for passwords a deliberately slow hash; a locked user name raises
-    LockedOut."""
+    for passwords a deliberately slow hash; a locked user name or client
+    address raises LockedOut."""
     scheme, _, credentials = header.strip().partition(" ")
     if scheme.lower() == "basic":
         parsed = parse_basic(credentials)
@@ -38,7 +51,8 @@ def user_for_authorization(header: str) -> AbstractBaseUser | None:
     if scheme.lower() == "bearer" and credentials.strip():
         token = credentials.strip()
         if token.startswith(TOKEN_PREFIX):
-            return user_for_token(token)
+            api_token = api_token_for(token, client)
+            return api_token.user if api_token is not None else None
         return login_tokens.user_for(token)
     return None
 

@@ -6,6 +6,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.forms import ApiTokenForm
 from portal.models import ApiToken
+from sessions.revocation import revoke_api_token
 
 
 @login_required
@@ -28,6 +29,6 @@ def profile(request: HttpRequest) -> HttpResponse:
 @require_POST
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
-    token.delete()
-    messages.success(request, f"Token “{token.name}” revoked.")
+    ended = revoke_api_token(token)
+    messages.success(request, f"Token “{token.name}” revoked." + (f" {ended} session(s) ended." if ended else ""))
     return redirect("profile")

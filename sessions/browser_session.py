@@ -28,6 +28,7 @@ from sessions.client_side import ClientSession
 from sessions.models import Operation
 from sessions.bridge_stream import BridgeStream
 from sessions.relay import CHUNK, Closed, Side
+from sessions.session_end import record_end
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +205,7 @@ async def finish_bridge(operation: Operation, result: BridgeResult, page: Page, 
         await database_sync_to_async(operations.fail_session)(operation.pk, reason)
     log.info("operation %s: session ended: %s", operation.pk, reason)
     await page.status("disconnected", reason)
+    # The relay may have ended and written its own reason already (the
+    # device's tunnel closed first); the audit keeps the words the page shows.
+    session.end_reason = reason
+    await record_end(operation.pk, reason=reason, final=True)

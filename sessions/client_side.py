@@ -10,9 +10,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError
 
 from endpoints.models import Endpoint
-from sessions import operations, relay
+from sessions import operations, relay, relay_redis, revocation
 from sessions.models import Operation, Status
 from sessions.relay import (
     DEVICE_DID_NOT_CONNECT,
@@ -23,6 +25,7 @@ from sessions.relay import (
     Side,
 )
 from sessions.relay_layer import LayerPort
+from sessions.session_end import record_end
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,16 @@ JOIN_GRACE = 10.0
 # An agent may open the tunnel and the target at once and close the tunnel
 # when the target refuses; its failure report may come just after.
 REPORT_GRACE = 1.5
+# WebSocket close code: the server cannot write the session's audit record.
+NOT_RECORDED = 1011
+
+
+async def open_port(side: Side, on_event: Any = None) -> LayerPort:
+    """A new channel for one side of a session; its bytes go through Redis
+    lists when the workers share a Redis, else through the channel layer."""
+    layer = get_channel_layer()
+    redis = relay_redis.shared(settings.REDIS_URL) if settings.REDIS_URL else None
+    return LayerPort(layer, await layer.new_channel(), side, on_event=on_event, redis=redis)
 
 
 class ClientSession:
@@ -41,9 +54,11 @@ class ClientSession:
         user: Any,
         client_address: str | None,
         operation: Operation | None = None,
+        api_token_id: int | None = None,
     ) -> None:
         self.side = side
         self.operation = operation
+        self.api_token_id = api_token_id
         side.on_peer_closed = self._device_closed
         self.endpoint = endpoint
         self.user = user
@@ -52,30 +67,39 @@ class ClientSession:
         self.connect_line = ""
         self.failure: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.port: LayerPort | None = None
+        # What a bridge on this server told the user, which says more than
+        # the relay's own reason (see finish_bridge).
+        self.end_reason = ""
 
     async def run(self) -> Closed:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        self.port = LayerPort(layer, channel, self.side, on_event=self._event)
+        self.port = await open_port(self.side, on_event=self._event)
         closed = Closed("the session failed", RELAY_FAILED)
         try:
-            closed = await self._run(channel)
+            closed = await self._run(self.port.channel)
             return closed
         finally:
             await self.port.stop()
             if self.operation_id is not None:
                 relay.waiting.pop(self.operation_id, None)
-                await database_sync_to_async(operations.end)(
-                    self.operation_id, to_device=self.side.bytes_in, reason=closed.reason
+                await record_end(
+                    self.operation_id, to_device=self.side.bytes_in, reason=self.end_reason or closed.reason,
+                    final=True,
                 )
 
     async def _run(self, channel: str) -> Closed:
-        if self.operation is None:
-            new = await database_sync_to_async(operations.create)(
-                self.endpoint, self.user, self.client_address, channel
-            )
-        else:
-            new = await database_sync_to_async(operations.arm)(self.operation, channel)
+        try:
+            if self.operation is None:
+                new = await database_sync_to_async(operations.create)(
+                    self.endpoint, self.user, self.client_address, channel, self.api_token_id
+                )
+            else:
+                new = await database_sync_to_async(operations.arm)(self.operation, channel)
+        except DatabaseError:
+            # No session runs without its audit record.
+            log.exception("session on endpoint %s refused: its operation could not be recorded", self.endpoint.pk)
+            closed = Closed("the session could not be recorded", NOT_RECORDED)
+            await self.side.close_websocket(closed)
+            return closed
         self.operation_id = new.operation.pk
         self.connect_line = new.connect_line
         if new.operation.status == Status.FAILED:
@@ -146,3 +170,5 @@ class ClientSession:
             self.failure.set_result(message.get("reason") or "the device reported a failure")
         elif kind == "device.online" and not self.side.joined.is_set():
             await self._ask_device()
+        elif kind == revocation.REVOKED:
+            await self.side.end(Closed(message.get("reason") or revocation.REASON, revocation.CLOSE_CODE))

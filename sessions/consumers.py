@@ -9,15 +9,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404
 from django.utils import timezone
 
 from endpoints.access import get_endpoint
 from endpoints.models import Endpoint, Protocol
-from sessions import operations, relay, smartrest
-from sessions.client_side import ClientSession
+from sessions import operations, refusals, relay, smartrest
+from sessions.client_side import ClientSession, open_port
 from sessions.relay import Side
-from sessions.relay_layer import LayerPort
+from sessions.session_end import record_end
 from sessions.browser_session import run_page
 from sessions.websocket_auth import (
     authenticate_device,
@@ -63,7 +64,13 @@ class AgentConsumer(AsyncWebsocketConsumer):
             return
         # Only CR/LF end a line: other Unicode line breaks may sit in a quoted field.
         for line in text_data.rstrip("\r\n").split("\n"):
-            report = await database_sync_to_async(operations.apply_report)(self.device, line)
+            try:
+                report = await database_sync_to_async(operations.apply_report)(self.device, line)
+            except DatabaseError as exc:
+                # A database locked past its timeout must not close the
+                # channel and take the device offline; the line is refused.
+                await self._error("the server could not record it; nothing changed", line, exc)
+                continue
             if report.error:
                 await self._error(report.error, line)
             elif report.failed is not None and report.failed.client_channel:
@@ -75,8 +82,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
             self.last_seen = timezone.now()
             await database_sync_to_async(operations.device_seen)(self.device.pk)
 
-    async def _error(self, reason: str, line: str = "") -> None:
-        log.warning("device %s: refused line %r: %s", self.device.serial, line[:200], reason)
+    async def _error(self, reason: str, line: str = "", cause: Exception | None = None) -> None:
+        log.warning("device %s: refused line %r: %s%s", self.device.serial, line[:200], reason,
+                    f" ({cause})" if cause else "")
         await self.send(text_data=smartrest.format_line("ERR", reason))
 
     async def disconnect(self, code: int) -> None:
@@ -118,10 +126,9 @@ async def device_tunnel(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if client is not None:
         relay.pair_locally(client, side)
     else:
-        layer = get_channel_layer()
-        port = LayerPort(layer, await layer.new_channel(), side)
+        port = await open_port(side)
         side.attach(port.connect(operation.client_channel))
-        await layer.send(operation.client_channel, {"type": "relay.join", "channel": port.channel})
+        await get_channel_layer().send(operation.client_channel, {"type": "relay.join", "channel": port.channel})
     reason = "the relay failed"
     try:
         closed = await side.run()
@@ -130,7 +137,7 @@ async def device_tunnel(scope: dict[str, Any], receive: Any, send: Any) -> None:
     finally:
         if port is not None:
             await port.stop()
-        await database_sync_to_async(operations.end)(operation.pk, from_device=side.bytes_in, reason=reason)
+        await record_end(operation.pk, from_device=side.bytes_in, reason=reason)
 
 
 @database_sync_to_async
@@ -147,20 +154,26 @@ async def passthrough_client(scope: dict[str, Any], receive: Any, send: Any) -> 
     raw byte tunnel for local proxies (c8ylp, remote-access-client)."""
     if (await receive())["type"] != "websocket.connect":
         return
-    user = await authenticate_user(scope)
+    user, api_token_id = await authenticate_user(scope)
+    kwargs = scope["url_route"]["kwargs"]
     if user is None:
+        # Logged, not recorded: the user is unknown.
+        log.warning("passthrough client refused: no valid credentials for endpoint %.40r of device %.40r from %s",
+                    kwargs["endpoint_id"], kwargs["device_id"], client_address(scope))
         await refuse(scope, send, 401, "authentication required")
         return
-    kwargs = scope["url_route"]["kwargs"]
     endpoint = await passthrough_endpoint(user, kwargs["device_id"], kwargs["endpoint_id"])
     if endpoint is None:
+        await database_sync_to_async(refusals.record_attempt)(
+            user, kwargs["device_id"], kwargs["endpoint_id"], client_address(scope), "not a passthrough endpoint"
+        )
         await refuse(scope, send, 404, "no such passthrough endpoint")
         return
     # Accept at once: c8ylp gives up when it cannot send for 10 s, and the
     # device may take longer than that to join.
     await send({"type": "websocket.accept", "subprotocol": subprotocol(scope)})
     side = Side("client", receive, send, text_ends=False)
-    session = ClientSession(side, endpoint, user, client_address(scope))
+    session = ClientSession(side, endpoint, user, client_address(scope), api_token_id=api_token_id)
     closed = await session.run()
     log.info("operation %s: client side ended: %s", session.operation_id, closed.reason)
 
@@ -171,6 +184,8 @@ async def terminal(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     user = scope.get("user")
     if user is None or not user.is_authenticated:
+        log.warning("session page %s refused: not logged in (from %s)", scope["url_route"]["kwargs"]["operation_id"],
+                    client_address(scope))
         await refuse(scope, send, 401, "log in first")
         return
     query = {key: values[0] for key, values in parse_qs(scope.get("query_string", b"").decode("latin1")).items()}
@@ -178,8 +193,16 @@ async def terminal(scope: dict[str, Any], receive: Any, send: Any) -> None:
     claimed = await database_sync_to_async(operations.claim_launch)(operation_id, user, query.get("launch", ""))
     await send({"type": "websocket.accept"})
     if isinstance(claimed, str):
+        await database_sync_to_async(refusals.record_launch)(operation_id, user, client_address(scope), claimed)
         await send({"type": "websocket.send", "text": json.dumps({"type": "status", "state": "disconnected",
                                                                   "message": claimed})})
         await send({"type": "websocket.close", "code": LAUNCH_REFUSED})
         return
     await run_page({**scope, "query": query}, receive, send, claimed, user, client_address(scope))
+
+
+async def not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Any other path: refused before the upgrade. Without this route Channels
+    raises, and daphne answers 500 and logs a traceback for every scanner."""
+    if (await receive())["type"] == "websocket.connect":
+        await refuse(scope, send, 404, "no such WebSocket endpoint")

@@ -34,13 +34,17 @@ class Operation(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="operations"
     )
     username = models.CharField(max_length=150)
+    # The API token a local proxy authenticated with: revoking it ends the session.
+    api_token = models.ForeignKey(
+        "portal.ApiToken", null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="operations"
+    )
     client_address = models.GenericIPAddressField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     failure_reason = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now, editable=False)
     updated = models.DateTimeField(auto_now=True)
     ended = models.DateTimeField(null=True, blank=True)
-    # Why the session ended, in the words the user saw (set by the first side to end).
+    # Why the session ended, in the words the user saw (see operations.end).
     end_reason = models.CharField(max_length=300, blank=True)
     bytes_to_device = models.BigIntegerField(default=0)
     bytes_from_device = models.BigIntegerField(default=0)

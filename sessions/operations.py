@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import OperationalError
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -23,6 +24,9 @@ from sessions.models import Operation, Status
 log = logging.getLogger(__name__)
 
 OPEN = [Status.PENDING, Status.EXECUTING]
+# The end of a session is its audit and is written once: a database still
+# locked after its own busy timeout (SQLite: 20 s) gets more tries.
+END_ATTEMPTS = 3
 LAUNCH_TTL = timedelta(seconds=60)
 
 
@@ -41,10 +45,12 @@ def key_ttl() -> timedelta:
     return timedelta(seconds=settings.REMOTE_ACCESS_CONNECTION_KEY_TTL)
 
 
-def create(endpoint: Endpoint, user: object, client_address: str | None, client_channel: str = "") -> NewOperation:
+def create(endpoint: Endpoint, user: object, client_address: str | None, client_channel: str = "",
+           api_token_id: int | None = None) -> NewOperation:
     """A PENDING operation with a fresh connection key; FAILED at once when the
     device is offline."""
     operation = Operation.for_endpoint(endpoint, user, client_address)
+    operation.api_token_id = api_token_id
     operation.save()
     return arm(operation, client_channel)
 
@@ -118,17 +124,28 @@ def fail_unless_connected(operation_id: int, reason: str) -> bool:
     return bool(changed)
 
 
-def end(operation_id: int, *, to_device: int = 0, from_device: int = 0, reason: str = "") -> None:
-    """Record the end of the session (the first side to end sets the time and
-    the reason)."""
+def end(operation_id: int, *, to_device: int = 0, from_device: int = 0, reason: str = "",
+        final: bool = False) -> None:
+    """Record the end of the session. The first side to end sets the time and
+    the reason, but a `final` reason replaces any other: it is what the user
+    was shown (the device side only knows that its tunnel closed)."""
     now = timezone.now()
-    Operation.objects.filter(pk=operation_id).update(
-        ended=Coalesce(F("ended"), now),
-        end_reason=Case(When(end_reason="", then=Value(reason[:300])), default=F("end_reason")),
-        bytes_to_device=F("bytes_to_device") + to_device,
-        bytes_from_device=F("bytes_from_device") + from_device,
-        updated=now,
-    )
+    reason_value = Value(reason[:300])
+    for attempt in range(1, END_ATTEMPTS + 1):
+        try:
+            Operation.objects.filter(pk=operation_id).update(
+                ended=Coalesce(F("ended"), now),
+                end_reason=reason_value if final else Case(When(end_reason="", then=reason_value),
+                                                           default=F("end_reason")),
+                bytes_to_device=F("bytes_to_device") + to_device,
+                bytes_from_device=F("bytes_from_device") + from_device,
+                updated=now,
+            )
+            return
+        except OperationalError as exc:
+            if attempt == END_ATTEMPTS:
+                raise
+            log.warning("operation %s: recording its end failed (%s), trying again", operation_id, exc)
 
 
 @dataclass

@@ -1,9 +1,8 @@
 from channels.auth import AuthMiddlewareStack
-from channels.security.websocket import AllowedHostsOriginValidator
-from django.urls import path
+from django.urls import path, re_path
 
 from sessions import consumers
-from sessions.websocket_auth import ForeignOriginValidator
+from sessions.websocket_auth import ForeignOriginValidator, SameSiteOriginValidator
 
 # Devices send no Origin header: their endpoints authenticate with the
 # device's credentials and check no Origin.
@@ -18,6 +17,7 @@ websocket_urlpatterns = [
     # Browser pages: only from our own origin, with the session cookie.
     path(
         "ws/sessions/<int:operation_id>/",
-        AllowedHostsOriginValidator(AuthMiddlewareStack(consumers.terminal)),
+        SameSiteOriginValidator(AuthMiddlewareStack(consumers.terminal)),
     ),
+    re_path(r"", consumers.not_found),
 ]

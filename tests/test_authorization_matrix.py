@@ -39,6 +39,7 @@ from endpoints.models import Device, Endpoint, RemoteAccessSettings
 from portal.models import ApiToken
 from sessions import operations
 from sessions.models import Operation
+from sessions.refusals import REFUSED
 from sessions.routing import websocket_urlpatterns
 from tests.asgi.helpers import (
     AGENT_PATH,
@@ -276,12 +277,13 @@ def body(route: str, method: str, world, persona: str) -> tuple[object, str | No
 
 
 def state() -> tuple:
-    """What a refused request must leave as it was."""
+    """What a refused request must leave as it was (but for the audit record
+    of the refusal itself)."""
     return (
         list(Endpoint.objects.order_by("pk").values_list("pk", "name", "hostname", "port", "protocol")),
         list(Device.objects.order_by("pk").values_list("pk", "serial", "name", "token_hash", "otp_hash")),
         list(ApiToken.objects.order_by("pk").values_list("pk", "user_id")),
-        list(Operation.objects.order_by("pk").values_list("pk", "status")),
+        list(Operation.objects.exclude(failure_reason__startswith=REFUSED).order_by("pk").values_list("pk", "status")),
         RemoteAccessSettings.load().auto_save_host_key,
     )
 
@@ -407,6 +409,13 @@ WEBSOCKET_MATRIX = {
         "the outsider with the launch token": ("not theirs", lambda w: [w.cookies["outsider"], ORIGIN]),
         "the superuser with the launch token": ("not theirs", lambda w: [w.cookies["superuser"], ORIGIN]),
         "anonymous with the launch token": ("refused", lambda w: [ORIGIN]),
+    },
+    # Every other path.
+    "/": {
+        "the operator's session cookie": ("refused", lambda w: [w.cookies["operator"], ORIGIN]),
+        "the operator's password": ("refused", lambda w: [user_basic("operator")]),
+        "this device's credentials": ("refused", lambda w: [device_basic(w.device, w.token)]),
+        "anonymous": ("refused", lambda w: []),
     },
 }
 WEBSOCKET_FLAWS: dict[tuple[str, str], str] = {}

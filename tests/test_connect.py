@@ -66,7 +66,9 @@ def test_connect_needs_read_and_post(client, outsider, operator, device, ssh_end
     assert client.post(url).status_code == 404
     client.force_login(operator)
     assert client.get(url).status_code == 405
-    assert not Operation.objects.exists()
+    # Only the refusal's audit record (tests/asgi/test_audit.py).
+    assert list(Operation.objects.values_list("username", "failure_reason")) == [
+        ("outsider", "refused: no access to the device")]
 
 
 def test_the_audit_record_outlives_its_endpoint(client, owner, device, ssh_endpoint):
@@ -103,4 +105,5 @@ def test_a_passthrough_endpoint_has_no_browser_session(client, operator, device)
     assert f"remote-access-client server {device.pk} --config {proxy.pk}" in tab
     response = connect(client, device, proxy, follow=True)
     assert "“Proxy” is a passthrough endpoint: connect to it with a local proxy." in response.content.decode()
-    assert not Operation.objects.exists()
+    assert list(Operation.objects.values_list("status", "failure_reason")) == [
+        ("FAILED", "refused: a passthrough endpoint takes a local proxy")]

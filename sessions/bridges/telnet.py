@@ -26,8 +26,10 @@ The bridge closes the stream when it is done (closing twice is harmless).
 """
 
 import asyncio
+import collections
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import telnetlib3
 from telnetlib3.telopt import BINARY, ECHO, LINEMODE, NAWS, SGA
@@ -50,8 +52,46 @@ class TelnetOptions:
     connect_timeout: float = 30.0
 
 
+class TerminalWriter(telnetlib3.TelnetWriter):
+    """telnetlib3's writer, which also parses what the server sends."""
+
+    def handle_subnegotiation(self, buf: collections.deque[bytes]) -> None:
+        # telnetlib3 acts on any subnegotiation, asked for or not: a stray
+        # IAC SB MCCP2 IAC SE would make it inflate all later output, which
+        # is then lost. RFC 855 allows one only for an option in force.
+        option = buf[0] if buf else b""
+        if not (self.local_option.enabled(option) or self.remote_option.enabled(option)):
+            self.log.debug("ignored a subnegotiation for option %r, not in force", option)
+            return
+        try:
+            super().handle_subnegotiation(buf)
+        except Exception as exc:
+            # Its parsers raise whatever a short or garbled payload makes them
+            # (struct.error, IndexError, ...), which the caller would log as a
+            # traceback: a server could fill the log with them.
+            self.log.debug("ignored a malformed subnegotiation for option %r: %r", option, exc)
+
+
 class TerminalClient(telnetlib3.TelnetClient):
     """telnetlib3's client, set up as a terminal for a person at xterm.js."""
+
+    _writer_factory = TerminalWriter
+
+    def __init__(self, **kwargs: Any) -> None:
+        # MCCP would let the server switch either direction to zlib; no
+        # device's telnetd speaks it.
+        super().__init__(compression=False, **kwargs)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # telnetlib3 parses received bytes in a task of its own and drops what
+        # that task has not reached when the connection ends: the server's
+        # last words before it hangs up ("Login incorrect") would be lost.
+        if not self._closing:
+            while self._rx_queue:
+                chunk = self._rx_queue.popleft()
+                self._rx_bytes -= len(chunk)
+                self._process_chunk(chunk)
+        super().connection_lost(exc)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
