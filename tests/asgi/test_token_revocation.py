@@ -74,3 +74,25 @@ async def test_a_session_still_waiting_for_its_device_ends_too(control, device, 
     operation = await operation_when(request.operation_id, lambda op: op.ended is not None)
     assert (operation.status, operation.failure_reason) == ("FAILED", "API token revoked")
     await close_all(client)
+
+
+@database_sync_to_async
+def deactivate(user) -> None:
+    user.is_active = False
+    user.save()
+
+
+@database_sync_to_async
+def delete(user) -> None:
+    user.delete()
+
+
+@pytest.mark.parametrize("action, reason", [(deactivate, "user deactivated"), (delete, "user deleted")])
+async def test_deactivating_or_deleting_a_user_ends_their_sessions(control, device, token, operator, proxy,
+                                                                    action, reason):
+    session = await joined_session(control, device, token, proxy, [basic("operator", "operator-pass-1")])
+    await action(operator)
+    assert await closed_with(session[0]) == (4401, reason)
+    operation = await operation_when(session[2], lambda op: op.ended is not None)
+    assert operation.end_reason == reason
+    await close_all(*session[:2])
