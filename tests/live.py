@@ -1,4 +1,4 @@
-"""Real processes on loopback for the tests that cross them: daphne running
+"""Real processes on loopback for the tests that cross them: the server running
 the gateway, the device agent, redis-server, and a TCP echo target.
 
 Every wait is bounded and waits for a port, a line or an event, never a
@@ -141,7 +141,7 @@ def server_env(**extra: str) -> dict[str, str]:
 
 
 class Gateway:
-    """`manage.py serve` (daphne) on a loopback port."""
+    """`manage.py serve` on a loopback port (ASGI_SERVER in env picks the server)."""
 
     def __init__(self, port: int | None = None, tls: bool = False, **env: str) -> None:
         self.port = port or free_port()
@@ -183,15 +183,17 @@ class Gateway:
 class Agent:
     """The real device agent (`python -m agent run`) for a registered device."""
 
-    def __init__(self, config_dir: Path, server: str, device, allow: list[str] | None = None) -> None:
-        from agent.config import AgentConfig, save_config
+    def __init__(self, config_dir: Path, server: str, device, allow: list[str] | None = None,
+                 ping_interval: float | None = None) -> None:
+        from agent.config import DEFAULT_PING_INTERVAL, AgentConfig, save_config
 
         token = device.issue_token()
         device.save(update_fields=["token_hash", "otp_hash", "otp_expires_at", "registered_at"])
         self.path = config_dir / f"agent-{device.serial}.toml"
         save_config(
             AgentConfig(server=server, device_id=device.serial, username=device.username, password=token,
-                        allow=allow if allow is not None else ["127.0.0.0/8"]),
+                        allow=allow if allow is not None else ["127.0.0.0/8"],
+                        ping_interval=ping_interval or DEFAULT_PING_INTERVAL),
             self.path,
         )
         self.process: subprocess.Popen | None = None

@@ -1,7 +1,8 @@
 """The whole path with real processes: a local-proxy client's WebSocket →
-daphne → the device's tunnel → the real agent → a TCP target, and back."""
+the gateway → the device's tunnel → the real agent → a TCP target, and back."""
 
 import os
+import socket
 import threading
 import time
 
@@ -21,7 +22,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def gateway(django_db_setup, django_db_blocker):
-    """The gateway on daphne, in its own process, sharing the test database."""
+    """The gateway in its own process, sharing the test database."""
     with live_database(django_db_blocker):
         server = Gateway().start()
         yield server
@@ -189,9 +190,11 @@ def test_a_user_without_read_is_refused(gateway, setup):
     with pytest.raises(InvalidStatus) as refused:
         connect(client_url(gateway, setup["endpoint"]), additional_headers={"Authorization": f"Bearer {token}"},
                 open_timeout=10)
-    # daphne can only refuse an upgrade with 403; the device's existence stays hidden.
-    assert refused.value.response.status_code == 403
-    assert not Operation.objects.exists()
+    # Not 403: the device's existence stays hidden.
+    assert refused.value.response.status_code == 404
+    # Only the refusal's audit record.
+    assert list(Operation.objects.values_list("username", "failure_reason")) == [
+        ("outsider", "refused: no access to the device")]
 
 
 def test_wrong_device_credentials_stop_the_agent_with_its_message(gateway, setup, tmp_path):
@@ -241,6 +244,62 @@ def test_a_restarted_server_closes_the_audit_of_the_sessions_it_held(setup, tmp_
         record = operation()
         assert record.ended is not None and record.end_reason == "server restarted"
         assert record.status == Status.SUCCESSFUL
+        process.wait_online(timeout=30)
+        with open_client(server, setup) as fresh:
+            fresh.send(b"after the crash")
+            assert fresh.recv(timeout=10) == b"after the crash"
     finally:
         process.stop()
         server.stop()
+
+
+class SourceServer:
+    """A TCP target that sends `size` random bytes to its first connection
+    as fast as they are taken, then closes it; `done` is set once all is
+    written."""
+
+    def __init__(self, size: int) -> None:
+        self.payload = os.urandom(size)
+        self.done = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.sendall(self.payload)
+            self.done.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+SLOW_READER = 16 * MIB  # bytes per second
+
+
+def test_a_slow_reader_gets_every_byte_after_the_target_has_closed(gateway, setup, agent):
+    """The gateway slows the device down instead of buffering without bound,
+    and what it holds still reaches the client when the target is done."""
+    source = SourceServer(48 * MIB)
+    endpoint = Endpoint.objects.create(
+        device=setup["device"], name="Source", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=source.port
+    )
+    received = bytearray()
+    try:
+        with open_client(gateway, setup, endpoint) as ws:
+            # Not reading while the target writes: back-pressure stops it short
+            # of the end, a server that buffers everything lets it finish.
+            source.done.wait(timeout=2)
+            started = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    received += ws.recv(timeout=30)
+                    # A reader slower than the network: what the gateway
+                    # still holds takes seconds to deliver after the close.
+                    time.sleep(max(0.0, len(received) / SLOW_READER - (time.monotonic() - started)))
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        assert len(received) == len(source.payload)
+        assert bytes(received) == source.payload
+    finally:
+        source.close()
