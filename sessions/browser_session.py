@@ -166,6 +166,8 @@ async def run_page(
     """Relay and bridge until either end; tell the page why it ended."""
     page = Page(receive, send)
     reader = asyncio.create_task(page.read_frames())
+    relay_task: asyncio.Task[Closed] | None = None
+    gone: asyncio.Task[bool] | None = None
     query = scope.get("query", {})
     cols, rows = terminal_size(query.get("cols"), 80), terminal_size(query.get("rows"), 24)
     try:
@@ -193,6 +195,13 @@ async def run_page(
             await page.status("disconnected", closed.reason)
     finally:
         reader.cancel()
+        if gone is not None:
+            gone.cancel()
+        if relay_task is not None and not relay_task.done():
+            # The bridge's end failed (e.g. the database gave up): the
+            # device's tunnel must not outlive the page.
+            relay_task.cancel()
+            await asyncio.gather(relay_task, return_exceptions=True)
         await page.close()
 
 
