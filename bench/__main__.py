@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 # In the order a full run takes them; `load` runs only when named.
-SUITES = ("passthrough", "slowreader", "crossworker")
+SUITES = ("passthrough", "terminal", "slowreader", "crossworker", "scale")
 ON_REQUEST = ("load",)
 
 

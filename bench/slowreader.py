@@ -85,12 +85,12 @@ def format_table(result: dict) -> str:
     settings = result["settings"]
     lines = [f"slow reader: {settings['size_mib']} MiB per session read at {settings['rate_mib_s']} MiB/s, "
              f"{settings['sessions']} session(s) at once",
-             f"{'server':<10}{'received':>12}{'base MiB':>10}{'peak MiB':>10}{'growth/session':>16}"
+             f"{'server':<10}{'MiB received':>14}{'base MiB':>10}{'peak MiB':>10}{'growth/session':>16}"
              f"{'agent growth':>14}  goal <= {GOAL_MIB} MiB",
-             "-" * 92]
+             "-" * 94]
     for row in result["servers"]:
-        received = "all" if row["complete"] else "INCOMPLETE"
-        lines.append(f"{row['server']:<10}{received:>12}{row['base_rss_mib']:>10.1f}{row['peak_rss_mib']:>10.1f}"
+        received = f"{min(row['received_mib']):.0f}/{settings['size_mib']}"
+        lines.append(f"{row['server']:<10}{received:>14}{row['base_rss_mib']:>10.1f}{row['peak_rss_mib']:>10.1f}"
                      f"{row['growth_per_session_mib']:>16.1f}{row['agent_growth_mib']:>14.1f}  "
                      f"{'pass' if row['pass'] and row['complete'] else 'MISS'}")
     return "\n".join(lines)

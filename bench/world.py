@@ -67,7 +67,7 @@ class BenchGateway(Gateway):
     here the server runs as a default installation does.
     """
 
-    def __init__(self, data_dir: Path, server: str = "daphne") -> None:
+    def __init__(self, data_dir: Path, server: str = "uvicorn") -> None:
         self.port = free_port()
         self.tls_port = None
         self.env = {**os.environ, "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
@@ -143,7 +143,7 @@ def start_websockify(stack: ExitStack, target_port: int) -> int:
 
 
 @contextmanager
-def running_world(servers: tuple[str, ...] = ("daphne",), source_size: int = 0) -> Iterator[World]:
+def running_world(servers: tuple[str, ...] = ("uvicorn",), source_size: int = 0) -> Iterator[World]:
     """Starts a gateway per ASGI server, each with its own device and agent,
     the echo target (and a source of source_size bytes per connection when
     asked) and websockify; stops all of it on the way out, whatever happens."""
