@@ -58,7 +58,12 @@ def key_line(text: str) -> str:
 
 
 class Sshd:
-    def __init__(self) -> None:
+    def __init__(self, extra_config: str = "", password_login: bool = True) -> None:
+        # sshd_config lines after ours, e.g. a higher MaxStartups for a benchmark's burst of logins.
+        self.extra_config = extra_config
+        # Keys only: the test user's password is left as it is, so this sshd
+        # needs no turn and breaks no other run's password login.
+        self.password_login = password_login
         self.host = "127.0.0.1"
         self.port = 0
         self.user = USER
@@ -95,7 +100,8 @@ class Sshd:
         sshd = need("sshd")
         if os.geteuid() != 0:
             skip_or_fail("sshd must be started as root (it checks), and the SSH tests run it")
-        self._take_turn()
+        if self.password_login:
+            self._take_turn()
         self.password = self._prepare_user()
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         # Readable by the test user: sshd reads authorized_keys as that user.
@@ -164,7 +170,7 @@ class Sshd:
             "UsePAM no\n"
             "StrictModes no\n"
             f"AuthorizedKeysFile {self.authorized_keys}\n"
-            "PasswordAuthentication yes\n"
+            f"PasswordAuthentication {'yes' if self.password_login else 'no'}\n"
             "PubkeyAuthentication yes\n"
             "KbdInteractiveAuthentication no\n"
             "PermitRootLogin yes\n"
@@ -175,6 +181,7 @@ class Sshd:
             "Subsystem sftp internal-sftp\n"
             # "Connection from … port N" and the close of each connection.
             "LogLevel VERBOSE\n"
+            f"{self.extra_config}"
         )
 
     def _check_dsa(self, sshd: str, config: Path) -> str:
@@ -202,6 +209,9 @@ class Sshd:
         if subprocess.run(["id", "-u", USER], capture_output=True).returncode != 0:
             shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
             subprocess.run(["useradd", "--create-home", "--shell", shell, USER], check=True, capture_output=True)
+        elif not self.password_login:
+            return ""
+        # Also for a keys-only sshd when the user is new: sshd refuses a locked account.
         password = "pw-" + secrets.token_urlsafe(18)
         subprocess.run(["chpasswd"], input=f"{USER}:{password}\n", text=True, check=True, capture_output=True)
         return password

@@ -1,0 +1,61 @@
+"""`python -m bench.terminal`: an SSH terminal on the browser page, through
+the gateway's SSH bridge and the agent, against a direct asyncssh PTY session
+to the same sshd: keystroke echo, `cat` output, and Connect to the prompt.
+Prints the table with its goals and writes bench/results/terminal.json and
+terminal.png."""
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.cli import positive, result_path
+from bench.report import now, write_json
+from bench.terminal_measures import TerminalSample, run_rounds
+from bench.terminal_paths import Browser, terminal_paths
+from bench.terminal_report import format_table, record, write_chart
+from bench.terminal_world import TerminalWorld, running_terminal_world
+
+RESULTS = result_path("terminal")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.terminal", description=__doc__)
+    parser.add_argument("--size", type=positive, default=100, metavar="MIB",
+                        help="MiB of the file that cat prints (default 100)")
+    parser.add_argument("--rounds", type=positive, default=5, help="rounds over both paths (default 5)")
+    parser.add_argument("--echo-count", type=positive, default=500, metavar="N",
+                        help="keystrokes timed per echo measurement (default 500)")
+    parser.add_argument("--connect-count", type=positive, default=5, metavar="N",
+                        help="sessions opened per round and path to time Connect to prompt (default 5)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
+    return parser.parse_args(argv)
+
+
+async def measure_all(world: TerminalWorld, args: argparse.Namespace) -> list[TerminalSample]:
+    browser = Browser(world.gateway_url)
+    await asyncio.to_thread(browser.log_in, world.username, world.password)
+    return await run_rounds(terminal_paths(world, browser), world, args.rounds, args.echo_count,
+                            args.connect_count)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    # The direct sessions' lines at the embedded settings' INFO would bury the table.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    started = now()
+    with running_terminal_world(args.size) as world:
+        samples = asyncio.run(measure_all(world, args))
+    settings = {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count,
+                "connect_count": args.connect_count}
+    result = record(samples, settings, started, now())
+    write_json(result, args.out)
+    chart = args.out.with_suffix(".png")
+    write_chart(result, chart)
+    print(format_table(result))
+    print(f"\nwritten to {args.out} and {chart}")
+
+
+if __name__ == "__main__":
+    main()
