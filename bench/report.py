@@ -76,13 +76,14 @@ def format_table(result: dict) -> str:
     """The printed report of a record made by `record`."""
     widths = [max(len(HEADINGS[m]), 10) for m in METRICS]
     title = f"median of {result['settings']['rounds']} rounds"
-    header = f"{title:<24}" + "".join(f"{HEADINGS[m]:>{w + 2}}" for m, w in zip(METRICS, widths))
+    first = max(len(title), *map(len, result["ratios"])) + 2
+    header = f"{title:<{first}}" + "".join(f"{HEADINGS[m]:>{w + 2}}" for m, w in zip(METRICS, widths))
     lines = [header, "-" * len(header)]
     for path, values in result["medians"].items():
-        lines.append(f"{path:<24}" + "".join(f"{values[m]:>{w + 2}.3f}" for m, w in zip(METRICS, widths)))
+        lines.append(f"{path:<{first}}" + "".join(f"{values[m]:>{w + 2}.3f}" for m, w in zip(METRICS, widths)))
     lines.append("")
     for label, values in result["ratios"].items():
-        lines.append(f"{label:<24}" + "".join(f"{values[m]:>{w + 1}.2f}x" for m, w in zip(METRICS, widths)))
+        lines.append(f"{label:<{first}}" + "".join(f"{values[m]:>{w + 1}.2f}x" for m, w in zip(METRICS, widths)))
     lines.append("")
     for goal in result["goals"]:
         verdict = "pass" if goal["pass"] else "MISS"
