@@ -42,26 +42,29 @@ class Pair:
 
 
 @contextmanager
-def two_workers(server: str) -> Iterator[tuple[Pair, str, str]]:
-    """Two gateways on one redis-server and one SQLite file, the device's
-    agent on the second; yields (pair, token, redis URL)."""
+def worker_pairs(servers: tuple[str, ...]) -> Iterator[tuple[list[Pair], str, str]]:
+    """Per ASGI server, two gateways on one redis-server and one SQLite file,
+    with a device whose agent is on the second; yields (pairs, token, redis URL)."""
     with ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-data-")))
         configure_django(data_dir)
         redis_url = stack.enter_context(redis_server())
         echo_port = start_target(stack, "bench.echo")
         user, token = create_user()
-        device, endpoints = create_device(user, f"bench-{server}", {"echo": echo_port})
-        gateways = []
-        for _ in range(2):
-            gateway = BenchGateway(data_dir, server)
-            gateway.env["REDIS_URL"] = redis_url
-            stack.callback(gateway.stop)
-            gateways.append(gateway.start())
-        agent = Agent(data_dir, gateways[1].url, device)
-        stack.callback(agent.stop)
-        agent.start().wait_online()
-        yield Pair(server, gateways[0].port, gateways[1].port, device.pk, endpoints["echo"].pk), token, redis_url
+        pairs = []
+        for server in servers:
+            device, endpoints = create_device(user, f"bench-{server}", {"echo": echo_port})
+            gateways = []
+            for _ in range(2):
+                gateway = BenchGateway(data_dir, server)
+                gateway.env["REDIS_URL"] = redis_url
+                stack.callback(gateway.stop)
+                gateways.append(gateway.start())
+            agent = Agent(data_dir, gateways[1].url, device)
+            stack.callback(agent.stop)
+            agent.start().wait_online()
+            pairs.append(Pair(server, gateways[0].port, gateways[1].port, device.pk, endpoints["echo"].pk))
+        yield pairs, token, redis_url
 
 
 async def measure_path(url: str, token: str, size: int, echo_count: int) -> dict[str, float]:
@@ -106,15 +109,16 @@ async def stock_layer(redis_url: str, size: int) -> float:
     return size / MIB / (time.perf_counter() - start)
 
 
-async def run_rounds(pair: Pair, token: str, redis_url: str, rounds: int, size: int,
+async def run_rounds(pairs: list[Pair], token: str, redis_url: str, rounds: int, size: int,
                      echo_count: int) -> list[dict]:
     samples = []
     for number in range(rounds):
-        paths = [("cross-worker", pair.client_port), ("same-worker", pair.device_port)]
-        # Alternate which runs first, so that neither is always the cold one.
-        for name, port in paths if number % 2 == 0 else paths[::-1]:
-            figures = await measure_path(pair.url(port), token, size, echo_count)
-            samples.append({"path": f"{name}-{pair.server}", "round": number, **figures})
+        paths = [(f"{name}-{pair.server}", pair.url(port)) for pair in pairs
+                 for name, port in (("cross-worker", pair.client_port), ("same-worker", pair.device_port))]
+        # Rotate the order, so that no path is always the cold one.
+        shift = number % len(paths)
+        for name, url in paths[shift:] + paths[:shift]:
+            samples.append({"path": name, "round": number, **await measure_path(url, token, size, echo_count)})
         # The stock layer carries a quarter as much: it is the slow baseline.
         samples.append({"path": "stock-redis-layer", "round": number,
                         "throughput_mib_s": await stock_layer(redis_url, max(size // 4, FRAME))})
@@ -160,11 +164,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     started = now()
-    samples = []
-    for server in args.servers:
-        with two_workers(server) as (pair, token, redis_url):
-            samples += asyncio.run(run_rounds(pair, token, redis_url, args.rounds, args.size * MIB,
-                                              args.echo_count))
+    with worker_pairs(args.servers) as (pairs, token, redis_url):
+        samples = asyncio.run(run_rounds(pairs, token, redis_url, args.rounds, args.size * MIB, args.echo_count))
     table = medians(samples)
     stock = table["stock-redis-layer"]["throughput_mib_s"]
     goals = [{"goal": f"cross-worker-{server} >= {GOAL_MIB_S} MiB/s", "server": server,
