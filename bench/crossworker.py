@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import chart, cli
 from bench.paths import FRAME, MIB, OPEN_TIMEOUT, open_websocket, percentile, round_trips, throughput
-from bench.report import host, now, source_revision, write_json
+from bench.report import host, now, source_revision
 from bench.world import BenchGateway, configure_django, create_device, create_user, start_target
 from tests.live import Agent, redis_server
 
@@ -148,6 +148,11 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def draw(result: dict, path: Path) -> None:
+    chart.bars(path, "throughput, all bytes verified (MiB/s, higher is better)",
+               {name: values["throughput_mib_s"] for name, values in result["medians"].items()}, limit=GOAL_MIB_S)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m bench {NAME}", description=__doc__)
     parser.add_argument("--size", type=cli.positive, default=200, metavar="MIB",
@@ -155,9 +160,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=cli.positive, default=3, help="rounds (default 3)")
     parser.add_argument("--echo-count", type=cli.positive, default=300, metavar="N",
                         help="1-byte round trips per echo measurement (default 300)")
-    parser.add_argument("--servers", type=cli.servers, default=cli.SERVERS,
-                        help="comma-separated ASGI servers (default daphne,uvicorn)")
-    parser.add_argument("--out", type=Path, default=cli.result_path(NAME), help="JSON results file")
+    cli.add_servers(parser)
+    cli.add_out(parser, NAME)
     return parser.parse_args(argv)
 
 
@@ -184,11 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "goals": goals,
         "samples": samples,
     }
-    write_json(result, args.out)
-    chart.bars(args.out.with_suffix(".png"), "throughput, all bytes verified (MiB/s, higher is better)",
-               {path: values["throughput_mib_s"] for path, values in table.items()}, limit=GOAL_MIB_S)
-    print(format_table(result))
-    print(f"\nwritten to {args.out} and {args.out.with_suffix('.png')}")
+    cli.publish(result, args.out, draw, format_table(result))
     return result
 
 

@@ -21,19 +21,17 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 
 from bench.audit import audit_after_close
-from bench.cli import positive, result_path
+from bench.cli import add_out, add_server, positive, publish
 from bench.crowd import Errors, close_all, open_all
 from bench.paths import percentile
 from bench.proc import open_fds, raise_fd_limit, rss_kib
-from bench.report import host, now, source_revision, write_json
+from bench.report import host, now, source_revision
 from bench.scale_chart import write_load_chart
 from bench.ssh_site import TerminalSite, terminal_site
 from bench.terminal_page import TerminalPage, open_checked_page, type_after_pause
 from bench.verdicts import Row, format_rows, goals
 from bench.world import running_world
-from portal.asgi_servers import SERVERS
 
-RESULTS = result_path("load")
 AUDIT_TIMEOUT = 120
 SAMPLE_EVERY = 1.0
 
@@ -50,9 +48,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=positive, default=20, help="sessions opening at once (default 20)")
     parser.add_argument("--open-timeout", type=positive, default=60, metavar="SECONDS",
                         help="deadline to open and check one session (default 60)")
-    parser.add_argument("--server", choices=SERVERS, default="uvicorn",
-                        help="the gateway's ASGI server (default uvicorn, as `manage.py serve`)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
+    add_server(parser)
+    add_out(parser, "load")
     args = parser.parse_args(argv)
     if args.sessions > 1000 or args.seconds > 3600 or not 0 <= args.typing_interval <= 60:
         parser.error("at most 1000 sessions and 3600 s; --typing-interval takes 0 to 60 s")
@@ -223,15 +220,11 @@ def main(argv: Sequence[str] | None = None) -> None:
               "source": source_revision(), "fd_limit": fd_limit, **figures}
     rows = rows_of(result)
     result["goals"] = goals(rows)
-    write_json(result, args.out)
-    chart = args.out.with_suffix(".png")
-    write_load_chart(result, chart)
-    print()
-    print(format_rows(f"{args.sessions} SSH terminals on one {args.server} worker, {os.cpu_count()} CPUs "
-                      "(shared: figures are noisy)", rows))
+    table = "\n" + format_rows(f"{args.sessions} SSH terminals on one {args.server} worker, {os.cpu_count()} CPUs",
+                               rows)
     if result["first_errors"]:
-        print("\nfirst errors:\n" + "\n".join(result["first_errors"]))
-    print(f"\nwritten to {args.out} and {chart}")
+        table += "\n\nfirst errors:\n" + "\n".join(result["first_errors"])
+    publish(result, args.out, write_load_chart, table)
 
 
 if __name__ == "__main__":

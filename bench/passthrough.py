@@ -6,12 +6,11 @@ round by round."""
 import argparse
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 
 from bench import cli
 from bench.chart import write_chart
 from bench.paths import MIB, run_rounds
-from bench.report import format_table, now, record, write_json
+from bench.report import format_table, now, record
 from bench.world import running_world
 
 NAME = "passthrough"
@@ -24,9 +23,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=cli.positive, default=5, help="rounds over all paths (default 5)")
     parser.add_argument("--echo-count", type=cli.positive, default=500, metavar="N",
                         help="1-byte round trips per echo measurement (default 500)")
-    parser.add_argument("--servers", type=cli.servers, default=cli.SERVERS,
-                        help="comma-separated ASGI servers (default daphne,uvicorn)")
-    parser.add_argument("--out", type=Path, default=cli.result_path(NAME), help="JSON results file")
+    cli.add_servers(parser)
+    cli.add_out(parser, NAME)
     return parser.parse_args(argv)
 
 
@@ -37,11 +35,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         samples = asyncio.run(run_rounds(world, args.rounds, args.size * MIB, args.echo_count))
     settings = {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count}
     result = record(samples, settings, started, now())
-    write_json(result, args.out)
-    chart = args.out.with_suffix(".png")
-    write_chart(result, chart)
-    print(format_table(result))
-    print(f"\nwritten to {args.out} and {chart}")
+    cli.publish(result, args.out, write_chart, format_table(result))
     return result
 
 

@@ -24,19 +24,17 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 
 from bench.audit import audit_after_close
-from bench.cli import positive, result_path
+from bench.cli import add_out, add_server, positive, publish
 from bench.crowd import Errors, close_all, open_all
 from bench.paths import WebSocketPipe, open_websocket, percentile
 from bench.proc import open_fds, raise_fd_limit, rss_kib
-from bench.report import host, now, source_revision, write_json
+from bench.report import host, now, source_revision
 from bench.scale_chart import write_scale_chart
 from bench.ssh_site import TerminalSite, terminal_site
 from bench.terminal_page import ECHO_TIMEOUT, TerminalPage, open_checked_page, type_after_pause
 from bench.verdicts import Row, format_rows, goals
 from bench.world import Site, running_world
-from portal.asgi_servers import SERVERS
 
-RESULTS = result_path("scale")
 KIB_PER_SESSION_GOAL = 40
 AUDIT_TIMEOUT = 60
 
@@ -57,9 +55,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=positive, default=20, help="sessions opening at once (default 20)")
     parser.add_argument("--open-timeout", type=positive, default=60, metavar="SECONDS",
                         help="deadline to open and check one session (default 60)")
-    parser.add_argument("--server", choices=SERVERS, default="uvicorn",
-                        help="the gateway's ASGI server (default uvicorn, as `manage.py serve`)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
+    add_server(parser)
+    add_out(parser, "scale")
     args = parser.parse_args(argv)
     if not 0 <= args.sessions <= 5000 or not 0 <= args.terminals <= 1000:
         parser.error("--sessions takes 0 to 5000, --terminals 0 to 1000")
@@ -263,13 +260,10 @@ def main(argv: Sequence[str] | None = None) -> None:
               **phases}
     rows = rows_of(result)
     result["goals"] = goals(rows)
-    write_json(result, args.out)
-    chart = args.out.with_suffix(".png")
-    write_scale_chart(result, chart)
-    print(format_rows(f"one {args.server} worker, {os.cpu_count()} CPUs (shared: figures are noisy)", rows))
+    table = format_rows(f"one {args.server} worker, {os.cpu_count()} CPUs", rows)
     if errors := errors_text(result):
-        print("\nfirst errors:\n" + errors)
-    print(f"\nwritten to {args.out} and {chart}")
+        table += "\n\nfirst errors:\n" + errors
+    publish(result, args.out, write_scale_chart, table)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.memory import PeakSampler, rss
 from bench.paths import MIB, OPEN_TIMEOUT, WebSocketPipe, open_websocket
-from bench.report import host, now, source_revision, write_json
+from bench.report import host, now, source_revision
 from bench.world import Site, World, running_world
 from bench import chart, cli
 
@@ -96,6 +96,11 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def draw(result: dict, path: Path) -> None:
+    chart.bars(path, "gateway RSS growth per slow session (MiB, lower is better)",
+               {row["server"]: row["growth_per_session_mib"] for row in result["servers"]}, limit=GOAL_MIB)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m bench {NAME}", description=__doc__)
     parser.add_argument("--size", type=cli.positive, default=200, metavar="MIB",
@@ -103,9 +108,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=cli.positive, default=20, metavar="MIB_S",
                         help="MiB/s the client reads (default 20)")
     parser.add_argument("--sessions", type=cli.positive, default=1, help="slow sessions at once (default 1)")
-    parser.add_argument("--servers", type=cli.servers, default=cli.SERVERS,
-                        help="comma-separated ASGI servers (default daphne,uvicorn)")
-    parser.add_argument("--out", type=Path, default=cli.result_path(NAME), help="JSON results file")
+    cli.add_servers(parser)
+    cli.add_out(parser, NAME)
     return parser.parse_args(argv)
 
 
@@ -126,11 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    "figure": row["growth_per_session_mib"], "pass": row["pass"] and row["complete"]}
                   for row in rows],
     }
-    write_json(result, args.out)
-    chart.bars(args.out.with_suffix(".png"), "gateway RSS growth per slow session (MiB, lower is better)",
-               {row["server"]: row["growth_per_session_mib"] for row in rows}, limit=GOAL_MIB)
-    print(format_table(result))
-    print(f"\nwritten to {args.out} and {args.out.with_suffix('.png')}")
+    cli.publish(result, args.out, draw, format_table(result))
     return result
 
 

@@ -8,17 +8,13 @@ import argparse
 import asyncio
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
-from bench.cli import positive, result_path
-from bench.report import now, write_json
+from bench.cli import add_out, positive, publish
+from bench.report import now
 from bench.terminal_measures import TerminalSample, run_rounds
 from bench.terminal_paths import Browser, terminal_paths
 from bench.terminal_report import format_table, record, write_chart
 from bench.terminal_world import TerminalWorld, running_terminal_world
-
-RESULTS = result_path("terminal")
-
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.terminal", description=__doc__)
@@ -29,7 +25,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="keystrokes timed per echo measurement (default 500)")
     parser.add_argument("--connect-count", type=positive, default=5, metavar="N",
                         help="sessions opened per round and path to time Connect to prompt (default 5)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
+    add_out(parser, "terminal")
     return parser.parse_args(argv)
 
 
@@ -50,11 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count,
                 "connect_count": args.connect_count}
     result = record(samples, settings, started, now())
-    write_json(result, args.out)
-    chart = args.out.with_suffix(".png")
-    write_chart(result, chart)
-    print(format_table(result))
-    print(f"\nwritten to {args.out} and {chart}")
+    publish(result, args.out, write_chart, format_table(result))
 
 
 if __name__ == "__main__":

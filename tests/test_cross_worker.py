@@ -47,45 +47,58 @@ def worker_logs(workers):
         yield
 
 
-def test_ten_mib_cross_workers_intact_and_in_order(workers, tmp_path):
-    client_worker, device_worker = workers
+@pytest.fixture
+def device(workers, tmp_path):
+    """A device whose agent is on the second worker, with a passthrough
+    endpoint to an echo target, and a token of a user who may use it;
+    the records are unique to each test."""
     echo = EchoServer()
-    device = Device.objects.create(serial="gw-x", name="Cross")
-    user = User.objects.create_user("tech", password="tech-pass-1")
+    serial = f"gw-{tmp_path.name[-20:]}"
+    device = Device.objects.create(serial=serial, name="Cross")
+    user = User.objects.create_user(f"tech-{serial}", password="tech-pass-1")
     assign_perm("remote_access_read", user, device)
     endpoint = Endpoint.objects.create(
         device=device, name="Echo", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=echo.port
     )
-    token = ApiToken.issue(user, "cli")[1]
-    agent = Agent(tmp_path, device_worker.url, device).start()
+    agent = Agent(tmp_path, workers[1].url, device).start()
     try:
         agent.wait_online()
-        url = f"{client_worker.ws_url}/service/remoteaccess/client/{device.pk}/configurations/{endpoint.pk}"
-        payload = os.urandom(10 * MIB)
-        received = bytearray()
-        with connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=2 * MIB,
-                     open_timeout=10) as ws:
-
-            def send_all() -> None:
-                for start in range(0, len(payload), 64 * 1024):
-                    ws.send(payload[start : start + 64 * 1024])
-
-            sender = threading.Thread(target=send_all)
-            sender.start()
-            while len(received) < len(payload):
-                received += ws.recv(timeout=30)
-            sender.join(30)
-        assert bytes(received) == payload
-        tunnel_lines = [line for line in device_worker.output.lines if "/service/remoteaccess/device/" in line]
-        assert tunnel_lines, "the tunnel landed on the device's worker"
-        wait_until(lambda: Operation.objects.get().bytes_from_device == len(payload), 10,
-                   "both sides' byte counts")
-        record = Operation.objects.get()
-        assert record.status == Status.SUCCESSFUL
-        assert record.bytes_to_device == record.bytes_from_device == len(payload)
+        yield {"device": device, "endpoint": endpoint, "token": ApiToken.issue(user, "cli")[1]}
     finally:
         agent.stop()
         echo.stop()
+
+
+def open_session(client_worker: Gateway, device: dict, **options):
+    url = (f"{client_worker.ws_url}/service/remoteaccess/client/{device['device'].pk}"
+           f"/configurations/{device['endpoint'].pk}")
+    return connect(url, additional_headers={"Authorization": f"Bearer {device['token']}"}, open_timeout=10,
+                   **options)
+
+
+def test_ten_mib_cross_workers_intact_and_in_order(workers, device):
+    client_worker, device_worker = workers
+    payload = os.urandom(10 * MIB)
+    received = bytearray()
+    with open_session(client_worker, device, max_size=2 * MIB) as ws:
+
+        def send_all() -> None:
+            for start in range(0, len(payload), 64 * 1024):
+                ws.send(payload[start : start + 64 * 1024])
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        while len(received) < len(payload):
+            received += ws.recv(timeout=30)
+        sender.join(30)
+    assert bytes(received) == payload
+    tunnel_lines = [line for line in device_worker.output.lines if "/service/remoteaccess/device/" in line]
+    assert tunnel_lines, "the tunnel landed on the device's worker"
+    operation = Operation.objects.filter(endpoint=device["endpoint"])
+    wait_until(lambda: operation.get().bytes_from_device == len(payload), 10, "both sides' byte counts")
+    record = operation.get()
+    assert record.status == Status.SUCCESSFUL
+    assert record.bytes_to_device == record.bytes_from_device == len(payload)
 
 
 def get_status(url: str, authorization: str) -> int:
@@ -108,50 +121,32 @@ def test_a_lock_out_earned_on_one_worker_holds_on_the_other(workers):
     assert get_status(second.url + url, right) == 429
 
 
-def open_session(client_worker: Gateway, token: str, device: Device, endpoint: Endpoint):
-    url = f"{client_worker.ws_url}/service/remoteaccess/client/{device.pk}/configurations/{endpoint.pk}"
-    return connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10)
-
-
-def test_a_redis_restart_ends_live_sessions_with_a_reason_and_new_ones_work(workers, redis, tmp_path):
+def test_a_redis_restart_ends_live_sessions_with_a_reason_and_new_ones_work(workers, redis, device):
     """Last in this module: it restarts the shared redis-server."""
-    client_worker, device_worker = workers
-    echo = EchoServer()
-    device = Device.objects.create(serial="gw-redis", name="Redis restart")
-    user = User.objects.create_user("tech-r", password="tech-pass-1")
-    assign_perm("remote_access_read", user, device)
-    endpoint = Endpoint.objects.create(
-        device=device, name="Echo", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=echo.port
-    )
-    token = ApiToken.issue(user, "cli")[1]
-    agent = Agent(tmp_path, device_worker.url, device).start()
-    try:
-        agent.wait_online()
-        with open_session(client_worker, token, device, endpoint) as ws:
-            ws.send(b"before")
-            assert ws.recv(timeout=30) == b"before"
-            redis.stop()
-            with pytest.raises(ConnectionClosed) as closed:
-                # Bytes sent now cannot cross; the session must end, not hang.
-                ws.send(b"during")
-                ws.recv(timeout=60)
-            assert closed.value.rcvd is not None, "the gateway closed the session with a close frame"
-            assert closed.value.rcvd.code == RELAY_FAILED
-        redis.start()
-        wait_until(lambda: Operation.objects.get(endpoint=endpoint).ended is not None, 30,
-                   "the audit of the broken session")
-        assert "Redis" in Operation.objects.get(endpoint=endpoint).end_reason
-        # The device's control channel may have been lost with Redis; the
-        # agent reconnects on its own and a new session works.
-        def new_session_echoes() -> bool:
-            try:
-                with open_session(client_worker, token, device, endpoint) as ws:
-                    ws.send(b"after")
-                    return ws.recv(timeout=15) == b"after"
-            except (ConnectionClosed, InvalidStatus, TimeoutError):
-                return False
+    client_worker = workers[0]
+    with open_session(client_worker, device) as ws:
+        ws.send(b"before")
+        assert ws.recv(timeout=30) == b"before"
+        redis.stop()
+        with pytest.raises(ConnectionClosed) as closed:
+            # Bytes sent now cannot cross; the session must end, not hang.
+            ws.send(b"during")
+            ws.recv(timeout=60)
+        assert closed.value.rcvd is not None, "the gateway closed the session with a close frame"
+        assert closed.value.rcvd.code == RELAY_FAILED
+    redis.start()
+    operation = Operation.objects.filter(endpoint=device["endpoint"])
+    wait_until(lambda: operation.get().ended is not None, 30, "the audit of the broken session")
+    assert "Redis" in operation.get().end_reason
 
-        wait_until(new_session_echoes, 90, "a new session once Redis is back")
-    finally:
-        agent.stop()
-        echo.stop()
+    # The device's control channel may have been lost with Redis; the agent
+    # reconnects on its own and a new session works.
+    def new_session_echoes() -> bool:
+        try:
+            with open_session(client_worker, device) as ws:
+                ws.send(b"after")
+                return ws.recv(timeout=15) == b"after"
+        except (ConnectionClosed, InvalidStatus, TimeoutError):
+            return False
+
+    wait_until(new_session_echoes, 90, "a new session once Redis is back")
