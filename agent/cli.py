@@ -16,12 +16,12 @@ import logging
 import os
 import signal
 import ssl
-import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from agent.allowlist import AllowList
+from agent.cli_frame import LOG_FORMAT, run_command
 from agent.config import (
     DEFAULT_PING_INTERVAL,
     AgentConfig,
@@ -36,8 +36,6 @@ from agent.registration import RegistrationError, register
 from agent.transport import build_ssl_context
 
 logger = logging.getLogger("agent")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,26 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep the control channel open and forward the sessions the server asks for.",
     )
     return parser
-
-
-def _configure_logging(verbose: int) -> Callable[[], None]:
-    """Log to stderr; return what undoes it (main() may run many times in one process, as in tests)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    library = logging.getLogger("websockets")
-    saved = root.level, library.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # websockets logs every frame at debug: only wanted when asked twice.
-    library.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
-
-    def undo() -> None:
-        root.removeHandler(handler)
-        root.setLevel(saved[0])
-        library.setLevel(saved[1])
-
-    return undo
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -206,18 +184,21 @@ def _run(args: argparse.Namespace, path: Path) -> int:
     return asyncio.run(_serve(config, context))
 
 
+def _command(args: argparse.Namespace) -> int:
+    path = args.config if args.config is not None else default_config_path()
+    if args.command == "register":
+        return _register(args, path)
+    return _run(args, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    undo_logging = _configure_logging(args.verbose)
-    try:
-        path = args.config if args.config is not None else default_config_path()
-        if args.command == "register":
-            return _register(args, path)
-        return _run(args, path)
-    except (ConfigError, RegistrationError) as exc:
-        logger.error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        undo_logging()
+    return run_command(
+        lambda: _command(args),
+        logger=logger,
+        failures=(ConfigError, RegistrationError),
+        formatter=logging.Formatter(LOG_FORMAT),
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        # websockets logs every frame at debug: only wanted when asked twice.
+        library_level=logging.DEBUG if args.verbose >= 2 else logging.INFO,
+    )

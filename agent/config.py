@@ -49,12 +49,17 @@ class AgentConfig:
         return AllowList.parse(self.allow)
 
 
-def default_config_path() -> Path:
+def config_home() -> Path:
+    """``$XDG_CONFIG_HOME``, else ``~/.config``."""
     base = os.environ.get("XDG_CONFIG_HOME")
     # XDG says a relative XDG_CONFIG_HOME is invalid and must be ignored.
     if not base or not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / APP_DIR / CONFIG_NAME
+    return Path(base)
+
+
+def default_config_path() -> Path:
+    return config_home() / APP_DIR / CONFIG_NAME
 
 
 def normalize_server_url(url: str) -> str:

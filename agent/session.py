@@ -19,7 +19,7 @@ from agent.allowlist import AllowList
 from agent.smartrest import ConnectRequest
 from agent.target import CONNECT_TIMEOUT, ResolvedTarget, TargetError, connect_target, resolve_allowed
 from agent.transport import ServerLink
-from agent.tunnel import close_both, forward
+from agent.tunnel import TargetWording, close_both, forward
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ async def run_session(
     report(smartrest.successful(op))
     logger.info("%s: forwarding %s", name, where)
     try:
-        stats = await forward(ws, reader, writer)
+        stats = await forward(ws, reader, writer, TargetWording())
     except asyncio.CancelledError:
         logger.info("%s to %s stopped: the agent is shutting down", name, where)
         raise
@@ -117,6 +117,6 @@ async def run_session(
         name,
         where,
         stats.ended_by,
-        stats.to_target,
-        stats.from_target,
+        stats.to_local,
+        stats.from_local,
     )

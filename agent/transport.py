@@ -81,26 +81,50 @@ class ServerLink:
         subprotocols: Sequence[str] | None = None,
         max_size: int | None = 2**20,
     ) -> connect:
-        """An awaitable ``websockets`` connection to ``url`` with our auth, TLS and keepalive.
-
-        The proxy comes from ``https_proxy``/``http_proxy``/``no_proxy``:
-        websockets reads them itself when ``proxy`` is left at its default.
-        """
-        kwargs: dict[str, Any] = {}
-        if url.startswith("wss://") and self.ssl_context is not None:
-            # websockets refuses an ssl argument for ws:// URLs.
-            kwargs["ssl"] = self.ssl_context
-        return connect(
+        """An awaitable ``websockets`` connection to ``url`` with our auth, TLS and keepalive."""
+        return open_websocket(
             url,
-            additional_headers={"Authorization": self.authorization},
-            user_agent_header=USER_AGENT,
-            subprotocols=list(subprotocols) if subprotocols else None,
-            # Tunnels carry SSH/VNC bytes that are encrypted or already
-            # compressed: deflate would cost CPU on small devices for nothing.
-            compression=None,
-            max_size=max_size,
+            authorization=self.authorization,
+            user_agent=USER_AGENT,
+            ssl_context=self.ssl_context,
             open_timeout=self.open_timeout,
             ping_interval=self.ping_interval,
-            ping_timeout=self.ping_interval,
-            **kwargs,
+            subprotocols=subprotocols,
+            max_size=max_size,
         )
+
+
+def open_websocket(
+    url: str,
+    *,
+    authorization: str,
+    user_agent: str,
+    ssl_context: ssl.SSLContext | None,
+    open_timeout: float,
+    ping_interval: float | None,
+    subprotocols: Sequence[str] | None = None,
+    max_size: int | None = 2**20,
+) -> connect:
+    """An awaitable ``websockets`` connection to ``url``: the agent's and the local proxy's.
+
+    The proxy comes from ``https_proxy``/``http_proxy``/``no_proxy``:
+    websockets reads them itself when ``proxy`` is left at its default.
+    """
+    kwargs: dict[str, Any] = {}
+    if url.startswith("wss://") and ssl_context is not None:
+        # websockets refuses an ssl argument for ws:// URLs.
+        kwargs["ssl"] = ssl_context
+    return connect(
+        url,
+        additional_headers={"Authorization": authorization},
+        user_agent_header=user_agent,
+        subprotocols=list(subprotocols) if subprotocols else None,
+        # Tunnels carry SSH/VNC bytes that are encrypted or already
+        # compressed: deflate would cost CPU on small devices for nothing.
+        compression=None,
+        max_size=max_size,
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_interval,
+        **kwargs,
+    )

@@ -1,7 +1,9 @@
-"""Forwarding one session: bytes between the tunnel WebSocket and the TCP target.
+"""Forwarding one connection: bytes between a tunnel WebSocket and a local stream.
 
-The agent never looks at the bytes. Either side ending ends the session and
-both are closed, so neither the server nor the target is left holding a
+The agent forwards to the TCP target, the local proxy (``agent.client``) to a
+technician's client; only the words for how it ended differ (a ``Wording``).
+Neither looks at the bytes. Either side ending ends the forwarding and both
+are closed, so neither the server nor the local peer is left holding a
 half-dead connection.
 """
 
@@ -9,96 +11,139 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-logger = logging.getLogger(__name__)
-
 CHUNK_SIZE = 64 * 1024  # the contract's largest frame
 CLOSE_TIMEOUT = 5.0
+GOING_AWAY = 1001
+
+
+class Reader(Protocol):
+    async def read(self, n: int) -> bytes: ...
+
+
+class Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+class Wording(Protocol):
+    """How one side tells the ways a forwarding ends."""
+
+    local_closed: str
+    shutting_down: str
+
+    def text_frame(self, message: str) -> str: ...
+    def tunnel_closed(self, code: int | None, reason: str) -> str: ...
+    def local_error(self, exc: OSError) -> str: ...
+    def unexpected(self, exc: BaseException) -> str: ...
+
+
+class TargetWording:
+    """The agent's: the local side is the TCP target."""
+
+    local_closed = "the target closed the connection"
+    shutting_down = "the agent is shutting down"
+
+    def text_frame(self, message: str) -> str:
+        return f"the server ended the session with a text frame {message[:40]!r}"
+
+    def tunnel_closed(self, code: int | None, reason: str) -> str:
+        if code is None:
+            return "the tunnel closed"
+        detail = f" ({reason})" if reason else ""
+        if code == 4403:
+            return f"the server refused the tunnel (code 4403){detail}"
+        return f"the server closed the tunnel (code {code}){detail}"
+
+    def local_error(self, exc: OSError) -> str:
+        if isinstance(exc, ConnectionResetError):
+            return "the target reset the connection"
+        return f"the target connection failed: {exc.strerror or exc}"
+
+    def unexpected(self, exc: BaseException) -> str:
+        return f"forwarding failed: {exc!r}"
 
 
 @dataclass
-class TunnelStats:
-    to_target: int = 0
-    from_target: int = 0
+class Forwarded:
+    from_local: int = 0  # local side -> tunnel
+    to_local: int = 0  # tunnel -> local side
     ended_by: str = ""
+    failed: bool = False  # the tunnel ended with an error, not by either side closing
 
 
-async def _target_to_tunnel(reader: asyncio.StreamReader, ws: ClientConnection, stats: TunnelStats) -> str:
-    while True:
-        data = await reader.read(CHUNK_SIZE)
-        if not data:
-            return "the target closed the connection"
+async def _local_to_tunnel(reader: Reader, ws: ClientConnection, forwarded: Forwarded, wording: Wording) -> str:
+    while data := await reader.read(CHUNK_SIZE):
         # send() waits while the socket's write buffer is full, so a slow
-        # server slows our reads from the target instead of growing memory.
+        # server slows our reads from the local side instead of growing memory.
         await ws.send(data)
-        stats.from_target += len(data)
+        forwarded.from_local += len(data)
+    return wording.local_closed
 
 
-async def _tunnel_to_target(ws: ClientConnection, writer: asyncio.StreamWriter, stats: TunnelStats) -> str:
+async def _tunnel_to_local(ws: ClientConnection, writer: Writer, forwarded: Forwarded, wording: Wording) -> str:
     async for message in ws:
         if isinstance(message, str):
-            # Some peers signal the end with a text frame ("## Shutdown ##");
-            # the target must never see it as data.
-            return f"the server ended the session with a text frame {message[:40]!r}"
+            # The contract has binary frames only; some peers signal the end
+            # with a text frame ("## Shutdown ##"): it is never data.
+            forwarded.failed = True
+            return wording.text_frame(message)
         writer.write(message)
         await writer.drain()
-        stats.to_target += len(message)
-    return _closed_reason(ws)
+        forwarded.to_local += len(message)
+    return _tunnel_closed(ws, forwarded, wording)
 
 
-def _closed_reason(ws: ClientConnection) -> str:
-    code = ws.close_code
-    if code is None:
-        return "the tunnel closed"
-    reason = f" ({ws.close_reason})" if ws.close_reason else ""
-    if code == 4403:
-        return f"the server refused the tunnel (code 4403){reason}"
-    return f"the server closed the tunnel (code {code}){reason}"
+def _tunnel_closed(ws: ClientConnection, forwarded: Forwarded, wording: Wording) -> str:
+    if ws.close_code != 1000:
+        forwarded.failed = True
+    return wording.tunnel_closed(ws.close_code, ws.close_reason or "")
 
 
-def _describe(task: asyncio.Task[str], ws: ClientConnection) -> str:
+def _describe(task: asyncio.Task[str], ws: ClientConnection, forwarded: Forwarded, wording: Wording) -> str:
     exc = task.exception()
     if exc is None:
         return task.result()
     if isinstance(exc, ConnectionClosed):
-        return _closed_reason(ws)
-    if isinstance(exc, ConnectionResetError):
-        return "the target reset the connection"
+        return _tunnel_closed(ws, forwarded, wording)
     if isinstance(exc, OSError):
-        return f"the target connection failed: {exc.strerror or exc}"
-    return f"forwarding failed: {exc!r}"
+        return wording.local_error(exc)
+    forwarded.failed = True
+    return wording.unexpected(exc)
 
 
 async def forward(
     ws: ClientConnection,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-) -> TunnelStats:
-    """Forward until either side ends, then close both; return what went through."""
-    stats = TunnelStats()
-    up = asyncio.create_task(_target_to_tunnel(reader, ws, stats))
-    down = asyncio.create_task(_tunnel_to_target(ws, writer, stats))
+    reader: Reader,
+    writer: Writer,
+    wording: Wording,
+) -> Forwarded:
+    """Forward until either side ends, then close both; return what went through and how it ended."""
+    forwarded = Forwarded()
+    up = asyncio.create_task(_local_to_tunnel(reader, ws, forwarded, wording))
+    down = asyncio.create_task(_tunnel_to_local(ws, writer, forwarded, wording))
     close_code = 1000
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        stats.ended_by = _describe(done.pop(), ws)
+        forwarded.ended_by = _describe(done.pop(), ws, forwarded, wording)
     except asyncio.CancelledError:
-        # The agent is shutting down: tell the server the device went away.
-        close_code = 1001
-        stats.ended_by = "the agent is shutting down"
+        # Shutting down: tell the server this side went away.
+        close_code = GOING_AWAY
+        forwarded.ended_by = wording.shutting_down
         raise
     finally:
         for task in (up, down):
             task.cancel()
         await asyncio.gather(up, down, return_exceptions=True)
         await close_both(ws, writer, close_code)
-    return stats
+    return forwarded
 
 
 async def close_both(ws: ClientConnection | None, writer: Any, code: int = 1000) -> None:

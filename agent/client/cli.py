@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.cli_frame import LOG_FORMAT, run_command
 from agent.client import api
 from agent.client.config import ClientConfig, default_config_path, load_config, save_config
 from agent.client.link import ClientError, Link, Target
@@ -37,7 +38,6 @@ from agent.config import ConfigError, normalize_server_url
 PROG = "remote-access-client"
 PASSWORD_ENV = "REMOTE_ACCESS_PASSWORD"
 TOKEN_ENV = "REMOTE_ACCESS_TOKEN"
-DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 logger = logging.getLogger("agent.client")
 
@@ -104,29 +104,6 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
         return f"{PROG}: {level}{record.getMessage()}"
-
-
-def _configure_logging(verbose: int, quiet: bool) -> Callable[[], None]:
-    """Log to stderr; return what undoes it (main() may run many times in one process).
-
-    ``quiet`` (under ssh, or as its ProxyCommand) keeps to warnings and errors,
-    which share the terminal with the session.
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(DEBUG_FORMAT) if verbose else _Formatter())
-    root = logging.getLogger()
-    library = logging.getLogger("websockets")
-    saved = root.level, library.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    library.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
-
-    def undo() -> None:
-        root.removeHandler(handler)
-        root.setLevel(saved[0])
-        library.setLevel(saved[1])
-
-    return undo
 
 
 def _ask(prompt: str) -> str:
@@ -234,6 +211,13 @@ def _run(args: argparse.Namespace, path: Path) -> int:
     return asyncio.run(_serve(link, target, args.bind, args.port))
 
 
+def _command(args: argparse.Namespace) -> int:
+    path = args.config_file if args.config_file is not None else default_config_path()
+    if args.command == "login":
+        return _login(args, path)
+    return _run(args, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -248,17 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unexpected arguments after --: {' '.join(remote_command)}")
     if args.command == "server" and args.stdio and (args.port or args.bind != "127.0.0.1"):
         parser.error("--stdio listens on no port: leave out --port and --bind")
+    # Under ssh, or as its ProxyCommand, only warnings and errors: they
+    # share the terminal with the session.
     quiet = args.command == "connect" or (args.command == "server" and args.stdio)
-    undo_logging = _configure_logging(args.verbose, quiet)
-    try:
-        path = args.config_file if args.config_file is not None else default_config_path()
-        if args.command == "login":
-            return _login(args, path)
-        return _run(args, path)
-    except (ClientError, ConfigError) as exc:
-        logger.error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        undo_logging()
+    return run_command(
+        lambda: _command(args),
+        logger=logger,
+        failures=(ClientError, ConfigError),
+        formatter=logging.Formatter(LOG_FORMAT) if args.verbose else _Formatter(),
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        library_level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
+    )

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import ConfigError, normalize_server_url, read_toml, toml_string, write_private_file
+from agent.config import ConfigError, config_home, normalize_server_url, read_toml, toml_string, write_private_file
 from agent.transport import basic_authorization, build_ssl_context
 
 APP_DIR = "remote-access-client"
@@ -52,11 +52,7 @@ class ClientConfig:
 def default_config_path() -> Path:
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    base = os.environ.get("XDG_CONFIG_HOME")
-    # XDG says a relative XDG_CONFIG_HOME is invalid and must be ignored.
-    if not base or not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / APP_DIR / CONFIG_NAME
+    return config_home() / APP_DIR / CONFIG_NAME
 
 
 def load_config(path: Path) -> ClientConfig:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from websockets.asyncio.client import connect
 
-from agent.transport import websocket_url
+from agent.transport import open_websocket, websocket_url
 
 USER_AGENT = "remote-access-client/0.1"
 CLIENT_PATH = "/service/remoteaccess/client/{device}/configurations/{config}"
@@ -112,23 +112,16 @@ class Link:
 
     def connect(self, target: Target) -> connect:
         """An awaitable WebSocket to ``target``'s passthrough route; errors are websockets' own."""
-        kwargs: dict[str, Any] = {}
-        url = self.tunnel_url(target)
-        if url.startswith("wss://") and self.ssl_context is not None:
-            kwargs["ssl"] = self.ssl_context
-        return connect(
-            url,
-            additional_headers={"Authorization": self.authorization},
-            user_agent_header=USER_AGENT,
-            # The server echoes it; some servers in front of devices want it.
-            subprotocols=["binary"],  # type: ignore[list-item]
-            # SSH and the like are encrypted: deflate would cost CPU for nothing.
-            compression=None,
-            max_size=MAX_FRAME,
+        return open_websocket(
+            self.tunnel_url(target),
+            authorization=self.authorization,
+            user_agent=USER_AGENT,
+            ssl_context=self.ssl_context,
             open_timeout=self.open_timeout,
             ping_interval=self.ping_interval,
-            ping_timeout=self.ping_interval,
-            **kwargs,
+            # The server echoes it; some servers in front of devices want it.
+            subprotocols=["binary"],
+            max_size=MAX_FRAME,
         )
 
     def unreachable(self, exc: BaseException) -> Unreachable:

@@ -12,31 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from agent.client import api
 from agent.client.link import ClientError, Link, Refused, Target
-from agent.tunnel import CLOSE_TIMEOUT, close_both
+from agent.tunnel import CLOSE_TIMEOUT, GOING_AWAY, Forwarded, Reader, Writer, close_both, forward
 
 logger = logging.getLogger(__name__)
-
-CHUNK = 64 * 1024
-GOING_AWAY = 1001
-
-
-class Reader(Protocol):
-    async def read(self, n: int) -> bytes: ...
-
-
-class Writer(Protocol):
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def close(self) -> None: ...
-    async def wait_closed(self) -> None: ...
 
 
 async def open_tunnel(link: Link, target: Target) -> ClientConnection:
@@ -53,78 +37,34 @@ async def open_tunnel(link: Link, target: Target) -> ClientConnection:
         raise ClientError(f"the server at {link.server} did not open a tunnel: {exc}") from None
 
 
-@dataclass
-class Relayed:
-    sent: int = 0  # local client -> server
-    received: int = 0  # server -> local client
-    ended_by: str = ""
-    failed: bool = False  # the server ended the tunnel with an error
+class ClientWording:
+    """The local proxy's: the local side is a technician's client."""
 
+    local_closed = "the local client closed the connection"
+    shutting_down = "the client is shutting down"
 
-async def _local_to_server(reader: Reader, ws: ClientConnection, relayed: Relayed) -> str:
-    while data := await reader.read(CHUNK):
-        await ws.send(data)
-        relayed.sent += len(data)
-    return "the local client closed the connection"
+    def text_frame(self, message: str) -> str:
+        return f"the server ended the tunnel with a text frame {message[:40]!r}"
 
+    def tunnel_closed(self, code: int | None, reason: str) -> str:
+        if code is None:
+            return "the tunnel was lost"
+        if code == 1000:
+            return "the remote side closed the connection"
+        return f"the server ended the tunnel: {reason or 'no reason given'} (code {code})"
 
-async def _server_to_local(ws: ClientConnection, writer: Writer, relayed: Relayed) -> str:
-    async for message in ws:
-        if isinstance(message, str):
-            # The contract has binary frames only; a text frame is never data.
-            relayed.failed = True
-            return f"the server ended the tunnel with a text frame {message[:40]!r}"
-        writer.write(message)
-        await writer.drain()
-        relayed.received += len(message)
-    return _closed(ws, relayed)
-
-
-def _closed(ws: ClientConnection, relayed: Relayed) -> str:
-    code = ws.close_code
-    if code is None:
-        relayed.failed = True
-        return "the tunnel was lost"
-    if code == 1000:
-        return "the remote side closed the connection"
-    relayed.failed = True
-    reason = ws.close_reason or "no reason given"
-    return f"the server ended the tunnel: {reason} (code {code})"
-
-
-def _describe(task: asyncio.Task[str], ws: ClientConnection, relayed: Relayed) -> str:
-    exc = task.exception()
-    if exc is None:
-        return task.result()
-    if isinstance(exc, ConnectionClosed):
-        return _closed(ws, relayed)
-    if isinstance(exc, ConnectionError):
-        return "the local client dropped the connection"
-    if isinstance(exc, OSError):
+    def local_error(self, exc: OSError) -> str:
+        if isinstance(exc, ConnectionError):
+            return "the local client dropped the connection"
         return f"the local connection failed: {exc.strerror or exc}"
-    relayed.failed = True
-    return f"relaying failed: {exc!r}"
+
+    def unexpected(self, exc: BaseException) -> str:
+        return f"relaying failed: {exc!r}"
 
 
-async def relay(ws: ClientConnection, reader: Reader, writer: Writer) -> Relayed:
+async def relay(ws: ClientConnection, reader: Reader, writer: Writer) -> Forwarded:
     """Relay until either side ends, then close both; say how it ended."""
-    relayed = Relayed()
-    up = asyncio.create_task(_local_to_server(reader, ws, relayed))
-    down = asyncio.create_task(_server_to_local(ws, writer, relayed))
-    code = 1000
-    try:
-        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        relayed.ended_by = _describe(done.pop(), ws, relayed)
-    except asyncio.CancelledError:
-        code = GOING_AWAY
-        relayed.ended_by = "the client is shutting down"
-        raise
-    finally:
-        for task in (up, down):
-            task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
-        await close_both(ws, writer, code)
-    return relayed
+    return await forward(ws, reader, writer, ClientWording())
 
 
 def _size(count: int) -> str:
@@ -229,4 +169,4 @@ class Proxy:
             raise
         log = logger.warning if relayed.failed else logger.info
         log("connection %d ended: %s (sent %s, received %s)", number, relayed.ended_by,
-            _size(relayed.sent), _size(relayed.received))
+            _size(relayed.from_local), _size(relayed.to_local))

@@ -14,7 +14,7 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from agent.client.proxy import CHUNK, Reader, Writer
+from agent.tunnel import CHUNK_SIZE, Reader, Writer
 
 
 class _FileReader:
@@ -85,7 +85,7 @@ async def stdio(stdin: int = 0, stdout: int = 1) -> AsyncIterator[tuple[Reader, 
         if _is_file(stdin):
             reader = _FileReader(stdin)
         else:
-            stream = asyncio.StreamReader(limit=2 * CHUNK)
+            stream = asyncio.StreamReader(limit=2 * CHUNK_SIZE)
             # A duplicate: closing the transport must not close fd 0 under Python's own sys.stdin.
             await loop.connect_read_pipe(
                 lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(os.dup(stdin), "rb", buffering=0)
