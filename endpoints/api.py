@@ -10,14 +10,11 @@ from django.views.decorators.http import require_POST
 
 from endpoints.models import Device
 from portal import throttle
+from portal.api import error
 
 log = logging.getLogger(__name__)
 
 REGISTRATION_REFUSED = "the device id or one-time password is wrong, used or expired"
-
-
-def error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
 
 
 # Devices hold no session or CSRF cookie; the one-time password is the proof.

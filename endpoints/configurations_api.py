@@ -7,23 +7,16 @@ write-only: no response holds a password or a private key.
 """
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
-from django.views.decorators.csrf import csrf_exempt
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
 
 from endpoints import keys
 from endpoints.access import Level, get_device, get_endpoint
-from endpoints.api import error
 from endpoints.forms import EndpointForm
 from endpoints.models import CredentialsType, Endpoint, Protocol
-from portal.auth import LOGIN_COOKIE, user_for_authorization, user_for_cookie
-from portal.throttle import LockedOut
+from portal.api import api_view, error
 
 # The flat write shape and the form fields it fills.
 WRITE_FIELDS = {
@@ -37,50 +30,10 @@ WRITE_FIELDS = {
     "publicKey": "public_key",
     "hostKey": "host_key",
 }
-View = Callable[..., HttpResponse]
 
 
 class BadRequest(Exception):
     """A body the API cannot take; the text says why."""
-
-
-def api_view(view: View) -> View:
-    """Authenticate an API call: `Authorization` (Basic or Bearer), or the
-    browser's session cookie, which must then carry its CSRF token on writes."""
-
-    @csrf_exempt
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        header = request.headers.get("Authorization", "")
-        login_cookie = request.COOKIES.get(LOGIN_COOKIE, "")
-        if header or login_cookie:
-            if header:
-                try:
-                    user = user_for_authorization(header, request.META.get("REMOTE_ADDR"))
-                except LockedOut as exc:
-                    return error(429, str(exc))
-            else:
-                # The XSRF header proves the request comes from the cookie's own client.
-                user = user_for_cookie(login_cookie, request.headers.get("X-XSRF-TOKEN", ""))
-            if user is None:
-                response = error(401, "the credentials were refused")
-                response.headers["WWW-Authenticate"] = 'Basic realm="remote access"'
-                return response
-            request.user = user
-        elif not request.user.is_authenticated:
-            return error(401, "authentication required: log in, or send an Authorization header")
-        else:
-            refused = CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, view, args, kwargs)
-            if refused is not None:
-                return error(403, "CSRF check failed: send the X-CSRFToken header with the session cookie")
-        try:
-            return view(request, *args, **kwargs)
-        except Http404 as exc:
-            return error(404, str(exc) or "not found")
-        except PermissionDenied as exc:
-            return error(403, str(exc) or "not allowed")
-
-    return wrapper
 
 
 def as_json(endpoint: Endpoint) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from endpoints.access import Level, devices_for, get_device
-from endpoints.configurations_api import api_view, as_json
+from endpoints.configurations_api import as_json
 from endpoints.models import Device
 from portal import login_tokens
+from portal.api import api_view
 from portal.auth import LOGIN_COOKIE, XSRF_COOKIE
 from portal.throttle import LockedOut, authenticate_password
 
