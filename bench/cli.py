@@ -29,6 +29,21 @@ def result_path(name: str) -> Path:
     return RESULTS / f"{name}.json"
 
 
+def new_parser(name: str, description: str | None) -> argparse.ArgumentParser:
+    # The suites' docstrings are their help, laid out as written.
+    return argparse.ArgumentParser(prog=f"python -m bench {name}", description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_transfers(parser: argparse.ArgumentParser, *, rounds: int, echo_count: int) -> None:
+    """Bulk transfers and 1-byte echoes over a byte path, round by round."""
+    parser.add_argument("--size", type=positive, default=200, metavar="MIB",
+                        help="MiB sent each way per throughput measurement (default 200)")
+    parser.add_argument("--rounds", type=positive, default=rounds, help=f"rounds over all paths (default {rounds})")
+    parser.add_argument("--echo-count", type=positive, default=echo_count, metavar="N",
+                        help=f"1-byte round trips per echo measurement (default {echo_count})")
+
+
 def add_servers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--servers", type=servers, default=SERVERS,
                         help=f"comma-separated ASGI servers (default {','.join(SERVERS)})")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import chart, cli
 from bench.paths import FRAME, MIB, OPEN_TIMEOUT, open_websocket, percentile, round_trips, throughput
-from bench.report import host, now, source_revision
+from bench.report import now, run_record
 from bench.world import BenchGateway, configure_django, create_device, create_user, start_target
 from tests.live import Agent, redis_server
 
@@ -154,12 +154,8 @@ def draw(result: dict, path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m bench {NAME}", description=__doc__)
-    parser.add_argument("--size", type=cli.positive, default=200, metavar="MIB",
-                        help="MiB sent each way per throughput measurement (default 200)")
-    parser.add_argument("--rounds", type=cli.positive, default=3, help="rounds (default 3)")
-    parser.add_argument("--echo-count", type=cli.positive, default=300, metavar="N",
-                        help="1-byte round trips per echo measurement (default 300)")
+    parser = cli.new_parser(NAME, __doc__)
+    cli.add_transfers(parser, rounds=3, echo_count=300)
     cli.add_servers(parser)
     cli.add_out(parser, NAME)
     return parser.parse_args(argv)
@@ -176,18 +172,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "figure": table[f"cross-worker-{server}"]["throughput_mib_s"],
               "pass": table[f"cross-worker-{server}"]["throughput_mib_s"] >= GOAL_MIB_S}
              for server in args.servers]
-    result = {
-        "started": started,
-        "finished": now(),
-        "settings": {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count},
-        "host": host(),
-        "source": source_revision(),
-        "medians": table,
-        "ratios": {f"cross-worker-{server}/stock-redis-layer":
-                   table[f"cross-worker-{server}"]["throughput_mib_s"] / stock for server in args.servers},
-        "goals": goals,
-        "samples": samples,
-    }
+    result = run_record(
+        started,
+        {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count},
+        medians=table,
+        ratios={f"cross-worker-{server}/stock-redis-layer":
+                table[f"cross-worker-{server}"]["throughput_mib_s"] / stock for server in args.servers},
+        goals=goals,
+        samples=samples,
+    )
     cli.publish(result, args.out, draw, format_table(result))
     return result
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 
 from bench.audit import audit_after_close
-from bench.cli import add_out, add_server, positive, publish
+from bench.cli import add_out, add_server, new_parser, positive, publish
 from bench.crowd import Errors, close_all, open_all
 from bench.paths import percentile
 from bench.proc import open_fds, raise_fd_limit, rss_kib
-from bench.report import host, now, source_revision
+from bench.report import now, run_record
 from bench.scale_chart import write_load_chart
 from bench.ssh_site import TerminalSite, terminal_site
 from bench.terminal_page import TerminalPage, open_checked_page, type_after_pause
@@ -37,8 +37,7 @@ SAMPLE_EVERY = 1.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("load", __doc__)
     parser.add_argument("--sessions", type=positive, default=200, help="terminal sessions (default 200, at most 1000)")
     parser.add_argument("--seconds", type=positive, default=300, help="how long they type (default 300, at most 3600)")
     parser.add_argument("--report-every", type=positive, default=30, metavar="SECONDS",
@@ -216,8 +215,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         terminals = stack.enter_context(terminal_site(site, max_startups=4 * args.concurrency))
         figures = asyncio.run(run(site.pid, terminals, args))
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    result = {"started": started, "finished": now(), "settings": settings, "host": host(),
-              "source": source_revision(), "fd_limit": fd_limit, **figures}
+    result = run_record(started, settings, fd_limit=fd_limit, **figures)
     rows = rows_of(result)
     result["goals"] = goals(rows)
     table = "\n" + format_rows(f"{args.sessions} SSH terminals on one {args.server} worker, {os.cpu_count()} CPUs",

@@ -17,12 +17,8 @@ NAME = "passthrough"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m bench {NAME}", description=__doc__)
-    parser.add_argument("--size", type=cli.positive, default=200, metavar="MIB",
-                        help="MiB sent each way per throughput measurement (default 200)")
-    parser.add_argument("--rounds", type=cli.positive, default=5, help="rounds over all paths (default 5)")
-    parser.add_argument("--echo-count", type=cli.positive, default=500, metavar="N",
-                        help="1-byte round trips per echo measurement (default 500)")
+    parser = cli.new_parser(NAME, __doc__)
+    cli.add_transfers(parser, rounds=5, echo_count=500)
     cli.add_servers(parser)
     cli.add_out(parser, NAME)
     return parser.parse_args(argv)
@@ -34,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with running_world(args.servers) as world:
         samples = asyncio.run(run_rounds(world, args.rounds, args.size * MIB, args.echo_count))
     settings = {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count}
-    result = record(samples, settings, started, now())
+    result = record(samples, settings, started)
     cli.publish(result, args.out, write_chart, format_table(result))
     return result
 

@@ -113,20 +113,24 @@ def host() -> dict[str, object]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
-def record(samples: list[Sample], settings: dict[str, object], started: str, finished: str) -> dict:
+def run_record(started: str, settings: dict[str, object], **figures: object) -> dict:
+    """A run's JSON record: when, with what settings, on which machine and
+    code, then its figures."""
+    return {"started": started, "finished": now(), "settings": settings, "host": host(),
+            "source": source_revision(), **figures}
+
+
+def record(samples: list[Sample], settings: dict[str, object], started: str) -> dict:
     table = medians(samples)
     ratio_table = ratios(table)
-    return {
-        "started": started,
-        "finished": finished,
-        "settings": settings,
-        "host": host(),
-        "source": source_revision(),
-        "medians": table,
-        "ratios": ratio_table,
-        "goals": goal_results(table, ratio_table),
-        "samples": [asdict(sample) for sample in samples],
-    }
+    return run_record(
+        started,
+        settings,
+        medians=table,
+        ratios=ratio_table,
+        goals=goal_results(table, ratio_table),
+        samples=[asdict(sample) for sample in samples],
+    )
 
 
 def write_json(result: dict, path: Path) -> None:

@@ -24,11 +24,11 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 
 from bench.audit import audit_after_close
-from bench.cli import add_out, add_server, positive, publish
+from bench.cli import add_out, add_server, new_parser, positive, publish
 from bench.crowd import Errors, close_all, open_all
 from bench.paths import WebSocketPipe, open_websocket, percentile
 from bench.proc import open_fds, raise_fd_limit, rss_kib
-from bench.report import host, now, source_revision
+from bench.report import now, run_record
 from bench.scale_chart import write_scale_chart
 from bench.ssh_site import TerminalSite, terminal_site
 from bench.terminal_page import ECHO_TIMEOUT, TerminalPage, open_checked_page, type_after_pause
@@ -40,8 +40,7 @@ AUDIT_TIMEOUT = 60
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("scale", __doc__)
     parser.add_argument("--sessions", type=int, default=500, metavar="N",
                         help="idle passthrough sessions (default 500; 0 skips them)")
     parser.add_argument("--terminals", type=int, default=100, metavar="N",
@@ -255,9 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = now()
     phases = run_phases(args)
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    result = {"started": started, "finished": now(), "settings": settings, "host": host(),
-              "source": source_revision(), "fd_limit": fd_limit, "kib_per_session_goal": KIB_PER_SESSION_GOAL,
-              **phases}
+    result = run_record(started, settings, fd_limit=fd_limit, kib_per_session_goal=KIB_PER_SESSION_GOAL, **phases)
     rows = rows_of(result)
     result["goals"] = goals(rows)
     table = format_rows(f"one {args.server} worker, {os.cpu_count()} CPUs", rows)

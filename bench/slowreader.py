@@ -14,11 +14,11 @@ from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
+from bench import chart, cli
 from bench.memory import PeakSampler, rss
 from bench.paths import MIB, OPEN_TIMEOUT, WebSocketPipe, open_websocket
-from bench.report import host, now, source_revision
+from bench.report import now, run_record
 from bench.world import Site, World, running_world
-from bench import chart, cli
 
 GOAL_MIB = 16
 NAME = "slowreader"
@@ -102,7 +102,7 @@ def draw(result: dict, path: Path) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m bench {NAME}", description=__doc__)
+    parser = cli.new_parser(NAME, __doc__)
     parser.add_argument("--size", type=cli.positive, default=200, metavar="MIB",
                         help="MiB the device sends per session (default 200)")
     parser.add_argument("--rate", type=cli.positive, default=20, metavar="MIB_S",
@@ -119,17 +119,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     size = args.size * MIB
     with running_world(args.servers, source_size=size) as world:
         rows = [asyncio.run(measure(world, site, size, args.rate * MIB, args.sessions)) for site in world.sites]
-    result = {
-        "started": started,
-        "finished": now(),
-        "settings": {"size_mib": args.size, "rate_mib_s": args.rate, "sessions": args.sessions},
-        "host": host(),
-        "source": source_revision(),
-        "servers": rows,
-        "goals": [{"goal": f"{row['server']}: growth <= {GOAL_MIB} MiB per session",
-                   "figure": row["growth_per_session_mib"], "pass": row["pass"] and row["complete"]}
-                  for row in rows],
-    }
+    result = run_record(
+        started,
+        {"size_mib": args.size, "rate_mib_s": args.rate, "sessions": args.sessions},
+        servers=rows,
+        goals=[{"goal": f"{row['server']}: growth <= {GOAL_MIB} MiB per session",
+                "figure": row["growth_per_session_mib"], "pass": row["pass"] and row["complete"]}
+               for row in rows],
+    )
     cli.publish(result, args.out, draw, format_table(result))
     return result
 

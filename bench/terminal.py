@@ -9,15 +9,16 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from bench.cli import add_out, positive, publish
+from bench.cli import add_out, new_parser, positive, publish
 from bench.report import now
 from bench.terminal_measures import TerminalSample, run_rounds
 from bench.terminal_paths import Browser, terminal_paths
 from bench.terminal_report import format_table, record, write_chart
 from bench.terminal_world import TerminalWorld, running_terminal_world
 
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.terminal", description=__doc__)
+    parser = new_parser("terminal", __doc__)
     parser.add_argument("--size", type=positive, default=100, metavar="MIB",
                         help="MiB of the file that cat prints (default 100)")
     parser.add_argument("--rounds", type=positive, default=5, help="rounds over both paths (default 5)")
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         samples = asyncio.run(measure_all(world, args))
     settings = {"size_mib": args.size, "rounds": args.rounds, "echo_count": args.echo_count,
                 "connect_count": args.connect_count}
-    result = record(samples, settings, started, now())
+    result = record(samples, settings, started)
     publish(result, args.out, write_chart, format_table(result))
 
 

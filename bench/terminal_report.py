@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.chart import colours, plt, save
 from bench.paths import percentile
-from bench.report import host, source_revision
+from bench.report import run_record
 from bench.terminal_measures import TerminalSample
 from bench.verdicts import Row, format_rows, goals
 
@@ -62,21 +62,18 @@ def goal_rows(table: dict[str, dict[str, float]]) -> list[Row]:
     ]
 
 
-def record(samples: list[TerminalSample], settings: dict[str, object], started: str, finished: str) -> dict:
+def record(samples: list[TerminalSample], settings: dict[str, object], started: str) -> dict:
     table = medians(samples)
     page, direct = table[SUBJECT], table[BASELINE]
-    return {
-        "started": started,
-        "finished": finished,
-        "settings": settings,
-        "host": host(),
-        "source": source_revision(),
-        "medians": table,
-        "ratios": {f"{SUBJECT}/{BASELINE}": {metric: page[metric] / direct[metric] for metric in HEADINGS}},
-        "added": {f"{SUBJECT}-{BASELINE}": {metric: page[metric] - direct[metric] for metric in HEADINGS}},
-        "goals": goals(goal_rows(table)),
-        "samples": [asdict(sample) for sample in samples],
-    }
+    return run_record(
+        started,
+        settings,
+        medians=table,
+        ratios={f"{SUBJECT}/{BASELINE}": {metric: page[metric] / direct[metric] for metric in HEADINGS}},
+        added={f"{SUBJECT}-{BASELINE}": {metric: page[metric] - direct[metric] for metric in HEADINGS}},
+        goals=goals(goal_rows(table)),
+        samples=[asdict(sample) for sample in samples],
+    )
 
 
 def format_table(result: dict) -> str:
