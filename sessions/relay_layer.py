@@ -33,6 +33,9 @@ class ChannelLayer(Protocol):
 class Link(Protocol):
     """How chunks, acknowledgements and the close reach a peer's channel."""
 
+    # Whether the link keeps a sender's order: then any gap is a loss.
+    ordered: bool
+
     async def data(self, peer: str, sequence: int, data: bytes) -> None: ...
 
     async def ack(self, peer: str, count: int) -> None: ...
@@ -41,6 +44,9 @@ class Link(Protocol):
 
 
 class LayerLink:
+    # The channel layer may reorder up to the window (channels-redis orders by timestamp).
+    ordered = False
+
     def __init__(self, layer: ChannelLayer) -> None:
         self.layer = layer
 
@@ -55,6 +61,9 @@ class LayerLink:
 
 
 class RedisLink:
+    # A Redis list keeps a sender's order.
+    ordered = True
+
     def __init__(self, relay: relay_redis.RedisRelay) -> None:
         self.relay = relay
 
@@ -186,9 +195,7 @@ class LayerPort:
         if sequence < self._expected:
             return
         self._early[sequence] = data
-        # A Redis list keeps a sender's order, so there a gap is a loss at
-        # once; the channel layer may reorder up to the window.
-        if len(self._early) > WINDOW or (self.redis is not None and sequence != self._expected):
+        if len(self._early) > WINDOW or (self.link.ordered and sequence != self._expected):
             # More than the window out of order means a message was lost.
             log.error("relay lost a chunk on %s: expected %d", self.channel, self._expected)
             await self.side.inbox.close(Closed("the relay lost data between workers", RELAY_FAILED))
