@@ -1,8 +1,11 @@
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth.models import Group, User
 from guardian.shortcuts import assign_perm
 
 from endpoints.models import CredentialsType, Device, DeviceGroup, Endpoint, Protocol
+from tests.live import Gateway, live_gateway, printed_log
 
 
 @pytest.fixture
@@ -106,3 +109,19 @@ def forget_login_failures():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="module")
+def gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
+    """The gateway in its own process, sharing the test database, for a whole
+    module; a module that needs it otherwise overrides this with live_gateway."""
+    with live_gateway(django_db_blocker) as server:
+        yield server
+
+
+@pytest.fixture
+def gateway_log(gateway: Gateway) -> Iterator[None]:
+    """The gateway's log lines of a test, shown when it fails; modules of live
+    tests use it with pytestmark = pytest.mark.usefixtures("gateway_log")."""
+    with printed_log(gateway):
+        yield

@@ -19,9 +19,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
+from websockets.sync.client import ClientConnection, connect
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from endpoints.models import Device
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,6 +226,25 @@ class Agent:
         stop_process(self.process)
 
 
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event | None = None) -> None:
+    """Copy what the reader gives to the writer until the stream ends or the
+    connection breaks; while a gate is clear, nothing moves."""
+    try:
+        while True:
+            if gate is not None:
+                await gate.wait()
+            data = await reader.read(65536)
+            if gate is not None:
+                # What was read when the gate closed is held back with the rest.
+                await gate.wait()
+            if not data:
+                return
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+
+
 class EchoServer:
     """A TCP echo target on 127.0.0.1, in its own thread and event loop.
 
@@ -249,11 +275,7 @@ class EchoServer:
         self.writers.append(writer)
         self.connected.set()
         try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
+            await pump(reader, writer)
         finally:
             writer.close()
             self.closed.set()
@@ -340,3 +362,65 @@ def live_database(django_db_blocker) -> Iterator[None]:
             clean_database()
             if created is not None:
                 teardown_databases(created, verbosity=0)
+
+
+@contextmanager
+def live_gateway(django_db_blocker, tls: bool = False, **env: str) -> Iterator[Gateway]:
+    """A gateway in its own process on the live test database, for a module."""
+    with live_database(django_db_blocker):
+        gateway = Gateway(tls=tls, **env).start()
+        try:
+            yield gateway
+        finally:
+            gateway.stop()
+
+
+def fresh_device(serial: str, name: str, permission: str = "remote_access_read") -> tuple["Device", "User"]:
+    """A database emptied of what live tests made, then one device and the
+    user "tech" holding the permission on it: (device, user)."""
+    from django.contrib.auth.models import User
+    from guardian.shortcuts import assign_perm
+
+    from endpoints.models import Device
+
+    clean_database()
+    device = Device.objects.create(serial=serial, name=name)
+    user = User.objects.create_user("tech", password="tech-pass-1")
+    assign_perm(permission, user, device)
+    return device, user
+
+
+def open_session_page(gateway: Gateway, operation_id: int, query: str, session_id: str,
+                      **options) -> ClientConnection:
+    """A session page's WebSocket as the browser opens it: the launch token in
+    the query, the login's cookie and the gateway's own origin."""
+    return connect(
+        f"{gateway.ws_url}/ws/sessions/{operation_id}/?{query}",
+        additional_headers={"Cookie": f"sessionid={session_id}", "Origin": gateway.url},
+        open_timeout=10, **options,
+    )
+
+
+def echo_round_trip(ws: ClientConnection, data: bytes = b"ping") -> None:
+    """What the client sends comes back from an echo target."""
+    ws.send(data)
+    received = ws.recv(timeout=10)
+    # The message, since pytest rewrites asserts only in test modules.
+    assert received == data, f"{received!r} came back for {data!r}"
+
+
+def send_while_receiving(ws: ClientConnection, payload: bytes, timeout: float) -> bytes:
+    """Send the payload in 64 KiB frames from a thread while receiving until
+    as many bytes came back; returns what came back."""
+    received = bytearray()
+
+    def send_all() -> None:
+        for start in range(0, len(payload), 64 * 1024):
+            ws.send(payload[start : start + 64 * 1024])
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    while len(received) < len(payload):
+        received += ws.recv(timeout=timeout)
+    sender.join(timeout)
+    return bytes(received)

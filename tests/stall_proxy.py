@@ -6,6 +6,8 @@ nothing, so each end sees only silence, as behind a dead NAT or a cut cable.
 import asyncio
 import threading
 
+from tests.live import pump
+
 
 class StallProxy:
     """Forwards 127.0.0.1:<port> to 127.0.0.1:<target_port>, in its own thread
@@ -48,17 +50,7 @@ class StallProxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                await self._flowing.wait()
-                data = await reader.read(65536)
-                # What was read when the stall began is held back with the rest.
-                await self._flowing.wait()
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
+            await pump(reader, writer, gate=self._flowing)
         finally:
             writer.close()
 

@@ -11,38 +11,34 @@ from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth.models import User
-from guardian.shortcuts import assign_perm
 
-from endpoints.models import Device, Endpoint, Protocol
-from tests.live import Agent, Gateway, LineReader, clean_database, free_port, live_database, need, printed_log
+from endpoints.models import Endpoint, Protocol
+from tests.live import Agent, LineReader, free_port, fresh_device, live_gateway, need
 from tests.sshd import Sshd
 
 MIB = 1024 * 1024
 C8YLP = [sys.executable, "-m", "c8ylp"]
 
+pytestmark = pytest.mark.usefixtures("gateway_log")
+
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker):
-    with live_database(django_db_blocker), Sshd() as sshd:
-        gateway = Gateway(tls=True).start()
+def gateway(django_db_setup, django_db_blocker):
+    with live_gateway(django_db_blocker, tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def servers(gateway):
+    with Sshd() as sshd:
         yield {"gateway": gateway, "sshd": sshd}
-        gateway.stop()
-
-
-@pytest.fixture(autouse=True)
-def gateway_log(servers):
-    """The gateway's log lines of this test, shown when it fails."""
-    with printed_log(servers["gateway"]):
-        yield
 
 
 @pytest.fixture
 def world(servers, tmp_path):
-    clean_database()
     sshd = servers["sshd"]
-    device = Device.objects.create(serial="gw-c8ylp", name="Proxy gateway")
     # c8ylp insists on ROLE_REMOTE_ACCESS_ADMIN, which ADMIN on a device gives.
-    assign_perm("remote_access_admin", User.objects.create_user("tech", password="tech-pass-1"), device)
+    device, _ = fresh_device("gw-c8ylp", "Proxy gateway", permission="remote_access_admin")
     User.objects.create_user("stranger", password="stranger-pass-1")
     Endpoint.objects.create(device=device, name="Passthrough", protocol=Protocol.PASSTHROUGH,
                             hostname=sshd.host, port=sshd.port)

@@ -3,7 +3,6 @@ on one, the device's control channel and tunnel on the other."""
 
 import base64
 import os
-import threading
 import urllib.error
 import urllib.request
 
@@ -18,7 +17,16 @@ from portal.models import ApiToken
 from portal.throttle import LOGIN
 from sessions.models import Operation, Status
 from sessions.relay import RELAY_FAILED
-from tests.live import Agent, EchoServer, Gateway, RedisServer, live_database, printed_log, wait_until
+from tests.live import (
+    Agent,
+    EchoServer,
+    Gateway,
+    RedisServer,
+    live_database,
+    printed_log,
+    send_while_receiving,
+    wait_until,
+)
 
 MIB = 1024 * 1024
 
@@ -79,19 +87,9 @@ def open_session(client_worker: Gateway, device: dict, **options):
 def test_ten_mib_cross_workers_intact_and_in_order(workers, device):
     client_worker, device_worker = workers
     payload = os.urandom(10 * MIB)
-    received = bytearray()
     with open_session(client_worker, device, max_size=2 * MIB) as ws:
-
-        def send_all() -> None:
-            for start in range(0, len(payload), 64 * 1024):
-                ws.send(payload[start : start + 64 * 1024])
-
-        sender = threading.Thread(target=send_all)
-        sender.start()
-        while len(received) < len(payload):
-            received += ws.recv(timeout=30)
-        sender.join(30)
-    assert bytes(received) == payload
+        received = send_while_receiving(ws, payload, timeout=30)
+    assert received == payload
     tunnel_lines = [line for line in device_worker.output.lines if "/service/remoteaccess/device/" in line]
     assert tunnel_lines, "the tunnel landed on the device's worker"
     operation = Operation.objects.filter(endpoint=device["endpoint"])

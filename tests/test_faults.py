@@ -18,9 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.test import Client
-from guardian.shortcuts import assign_perm
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 from websockets.sync.client import ClientConnection, connect
@@ -29,7 +27,7 @@ from endpoints.models import CredentialsType, Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.bridges.ssh import BROWSER_CLOSED, CONNECTION_LOST, SHELL_EXITED
 from sessions.models import Operation, Status
-from tests.live import Agent, EchoServer, Gateway, clean_database, live_database, printed_log, wait_until
+from tests.live import Agent, EchoServer, Gateway, echo_round_trip, fresh_device, live_gateway, wait_until
 from tests.sshd import Sshd
 from tests.stall_proxy import StallProxy
 from tests.test_terminal_sessions import Page
@@ -42,18 +40,22 @@ CLIENT_CLOSED = "the client closed the connection"
 # How long the ends of sessions meet the database lock, at the least.
 LOCK_HOLD = 3.0
 
+pytestmark = pytest.mark.usefixtures("gateway_log")
+
 
 @pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker):
-    with live_database(django_db_blocker), Sshd() as sshd:
-        gateway = Gateway(REMOTE_ACCESS_PING_INTERVAL=str(PING)).start()
+def gateway(django_db_setup, django_db_blocker):
+    with live_gateway(django_db_blocker, REMOTE_ACCESS_PING_INTERVAL=str(PING)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def world(gateway):
+    with Sshd() as sshd:
         proxy = StallProxy(gateway.port)
         echo = EchoServer()
         try:
-            clean_database()
-            device = Device.objects.create(serial="gw-faults", name="Faults gateway")
-            user = User.objects.create_user("tech", password="tech-pass-1")
-            assign_perm("remote_access_read", user, device)
+            device, user = fresh_device("gw-faults", "Faults gateway")
             client = Client()
             client.force_login(user)
             yield {
@@ -70,14 +72,6 @@ def world(django_db_setup, django_db_blocker):
         finally:
             echo.stop()
             proxy.stop()
-            gateway.stop()
-
-
-@pytest.fixture(autouse=True)
-def gateway_log(world):
-    """The gateway's log lines of this test, shown when it fails."""
-    with printed_log(world["gateway"]):
-        yield
 
 
 @pytest.fixture
@@ -110,11 +104,6 @@ def open_client(world) -> ClientConnection:
         subprotocols=["binary"],
         open_timeout=10,
     )
-
-
-def echo_round_trip(ws: ClientConnection, data: bytes = b"ping") -> None:
-    ws.send(data)
-    assert ws.recv(timeout=10) == data
 
 
 def close_of(ws: ClientConnection) -> Close:

@@ -18,9 +18,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from websockets.sync.client import connect
 
-from tests.live import ROOT, Gateway, LineReader, redis_server, server_env
+from tests.live import ROOT, Gateway, LineReader, open_session_page, redis_server, server_env
 from tests.postgres import postgres_server
 from tests.sshd import Sshd
 
@@ -205,11 +204,8 @@ def test_a_terminal_page_on_one_worker_reaches_a_device_on_another_through_postg
         browser = Browser(worker_a.url)
         browser.log_in(USERNAME, PASSWORD)
         operation_id, launch = browser.connect(world["device"], world["endpoint"])
-        with connect(
-            f"{worker_a.ws_url}/ws/sessions/{operation_id}/?launch={launch}&cols=80&rows=24",
-            additional_headers={"Cookie": f"sessionid={browser.cookie('sessionid')}", "Origin": worker_a.url},
-            open_timeout=10,
-        ) as ws:
+        with open_session_page(worker_a, operation_id, f"launch={launch}&cols=80&rows=24",
+                               browser.cookie("sessionid")) as ws:
             page = Terminal(ws)
             page.wait_for_state("connected")
             ws.send(b"echo $((6*7))\r")

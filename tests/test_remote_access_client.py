@@ -31,7 +31,7 @@ from agent.client.config import ClientConfig, save_config
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation
-from tests.live import Agent, EchoServer, Gateway, LineReader, free_port, live_database, printed_log, wait_until
+from tests.live import Agent, EchoServer, LineReader, free_port, wait_until
 from tests.sshd import Sshd, keygen
 
 CLIENT = str(Path(sys.executable).with_name("remote-access-client"))
@@ -40,21 +40,7 @@ WAIT = 20
 # Loopback traffic must not go through a proxy from the developer's shell.
 ENV = {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}
 
-
-@pytest.fixture(scope="module")
-def gateway(django_db_setup, django_db_blocker):
-    """The gateway in its own process, sharing the test database."""
-    with live_database(django_db_blocker):
-        server = Gateway().start()
-        yield server
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def gateway_log(gateway):
-    """The gateway's log lines of this test, shown when it fails."""
-    with printed_log(gateway):
-        yield
+pytestmark = pytest.mark.usefixtures("gateway_log")
 
 
 @pytest.fixture(scope="module")

@@ -17,35 +17,23 @@ from websockets.sync.client import connect
 
 from endpoints.models import CredentialsType, Device, Endpoint, Protocol, RemoteAccessSettings
 from sessions.models import Operation, Status
-from tests.live import Agent, Gateway, live_database, need, printed_log, wait_until
+from tests.live import Agent, fresh_device, need, open_session_page, wait_until
 from tests.sshd import Sshd
 from tests.telnetd import telnetd
 
+pytestmark = pytest.mark.usefixtures("gateway_log")
+
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker):
-    with live_database(django_db_blocker), Sshd() as sshd, telnetd() as telnet:
-        gateway = Gateway().start()
+def servers(gateway):
+    with Sshd() as sshd, telnetd() as telnet:
         yield {"gateway": gateway, "sshd": sshd, "telnetd": telnet}
-        gateway.stop()
-
-
-@pytest.fixture(autouse=True)
-def gateway_log(servers):
-    """The gateway's log lines of this test, shown when it fails."""
-    with printed_log(servers["gateway"]):
-        yield
 
 
 @pytest.fixture
 def world(servers, tmp_path):
-    from tests.live import clean_database
-
-    clean_database()
     RemoteAccessSettings.objects.all().delete()
-    device = Device.objects.create(serial="gw-term", name="Terminal gateway")
-    user = User.objects.create_user("tech", password="tech-pass-1")
-    assign_perm("remote_access_read", user, device)
+    device, user = fresh_device("gw-term", "Terminal gateway")
     sshd, telnet = servers["sshd"], servers["telnetd"]
     ssh = Endpoint.objects.create(
         device=device, name="Shell", protocol=Protocol.SSH, hostname=sshd.host, port=sshd.port,
@@ -72,12 +60,8 @@ class Page:
         url = urlsplit(response.url)
         self.operation_id = int(url.path.strip("/").split("/")[-1])
         self.launch = launch or parse_qs(url.query)["launch"][0]
-        self.ws = connect(
-            f"{gateway.ws_url}/ws/sessions/{self.operation_id}/?launch={self.launch}&cols={cols}&rows={rows}",
-            additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}",
-                                "Origin": gateway.url},
-            open_timeout=10,
-        ).__enter__()
+        self.ws = open_session_page(gateway, self.operation_id, f"launch={self.launch}&cols={cols}&rows={rows}",
+                                    client.cookies["sessionid"].value).__enter__()
         self.screen = b""
         self.statuses: list[dict] = []
         self.host_keys: list[dict] = []
@@ -270,11 +254,8 @@ def test_a_launch_token_opens_one_session_only(world):
     first = Page(world, world["ssh"])
     first.wait_for_state("connected")
     gateway, client = world["gateway"], world["client"]
-    with connect(
-        f"{gateway.ws_url}/ws/sessions/{first.operation_id}/?launch={first.launch}",
-        additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": gateway.url},
-        open_timeout=10,
-    ) as second:
+    with open_session_page(gateway, first.operation_id, f"launch={first.launch}",
+                           client.cookies["sessionid"].value) as second:
         status = json.loads(second.recv(timeout=10))
         assert status["state"] == "disconnected" and "already used" in status["message"]
         with pytest.raises(ConnectionClosed) as closed:

@@ -8,32 +8,26 @@ import time
 
 import pytest
 from django.contrib.auth.models import User
-from guardian.shortcuts import assign_perm
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from endpoints.models import Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation, Status
-from tests.live import Agent, EchoServer, Gateway, clean_database, free_port, live_database, printed_log, wait_until
+from tests.live import (
+    Agent,
+    EchoServer,
+    Gateway,
+    echo_round_trip,
+    free_port,
+    fresh_device,
+    send_while_receiving,
+    wait_until,
+)
 
 MIB = 1024 * 1024
 
-
-@pytest.fixture(scope="module")
-def gateway(django_db_setup, django_db_blocker):
-    """The gateway in its own process, sharing the test database."""
-    with live_database(django_db_blocker):
-        server = Gateway().start()
-        yield server
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def gateway_log(gateway):
-    """The gateway's log lines of this test, shown when it fails."""
-    with printed_log(gateway):
-        yield
+pytestmark = pytest.mark.usefixtures("gateway_log")
 
 
 @pytest.fixture
@@ -45,10 +39,7 @@ def echo():
 
 @pytest.fixture
 def setup(gateway, echo):
-    clean_database()
-    device = Device.objects.create(serial="gw-e2e", name="E2E gateway")
-    user = User.objects.create_user("tech", password="tech-pass-1")
-    assign_perm("remote_access_read", user, device)
+    device, user = fresh_device("gw-e2e", "E2E gateway")
     endpoint = Endpoint.objects.create(
         device=device, name="Echo", protocol=Protocol.PASSTHROUGH, hostname="127.0.0.1", port=echo.port
     )
@@ -88,20 +79,10 @@ def wait_for_end(timeout: float = 10) -> Operation:
 
 def test_ten_mib_go_through_the_agent_and_back_intact(gateway, setup, agent):
     payload = os.urandom(10 * MIB)
-    received = bytearray()
     with open_client(gateway, setup) as ws:
         assert ws.subprotocol == "binary"
-
-        def send_all() -> None:
-            for start in range(0, len(payload), 64 * 1024):
-                ws.send(payload[start : start + 64 * 1024])
-
-        sender = threading.Thread(target=send_all)
-        sender.start()
-        while len(received) < len(payload):
-            received += ws.recv(timeout=20)
-        sender.join(20)
-    assert bytes(received) == payload
+        received = send_while_receiving(ws, payload, timeout=20)
+    assert received == payload
     wait_until(lambda: operation().bytes_from_device == len(payload), 10, "both sides' byte counts")
     record = wait_for_end()
     assert record.status == Status.SUCCESSFUL
@@ -114,8 +95,7 @@ def test_ten_mib_go_through_the_agent_and_back_intact(gateway, setup, agent):
 
 def test_the_client_closing_closes_the_target(gateway, setup, agent, echo):
     with open_client(gateway, setup) as ws:
-        ws.send(b"ping")
-        assert ws.recv(timeout=10) == b"ping"
+        echo_round_trip(ws)
     assert echo.closed.wait(2), "the target's connection was not closed within 2 s"
     record = wait_for_end()
     assert record.status == Status.SUCCESSFUL
@@ -123,8 +103,7 @@ def test_the_client_closing_closes_the_target(gateway, setup, agent, echo):
 
 def test_the_target_closing_closes_the_client(gateway, setup, agent, echo):
     with open_client(gateway, setup) as ws:
-        ws.send(b"ping")
-        assert ws.recv(timeout=10) == b"ping"
+        echo_round_trip(ws)
         started = time.monotonic()
         echo.close_all()
         with pytest.raises(ConnectionClosed):
@@ -135,8 +114,7 @@ def test_the_target_closing_closes_the_client(gateway, setup, agent, echo):
 
 def test_killing_the_agent_closes_the_client(gateway, setup, agent):
     with open_client(gateway, setup) as ws:
-        ws.send(b"ping")
-        assert ws.recv(timeout=10) == b"ping"
+        echo_round_trip(ws)
         started = time.monotonic()
         agent.kill()
         with pytest.raises(ConnectionClosed):
@@ -219,8 +197,7 @@ def test_the_agent_comes_back_after_a_server_restart_and_a_new_session_works(set
         process.wait_online(timeout=20)
         wait_until(lambda: Device.objects.get(pk=setup["device"].pk).is_online, 10, "the device online")
         with open_client(server, setup) as ws:
-            ws.send(b"after restart")
-            assert ws.recv(timeout=10) == b"after restart"
+            echo_round_trip(ws, b"after restart")
     finally:
         process.stop()
         server.stop()
@@ -232,8 +209,7 @@ def test_a_restarted_server_closes_the_audit_of_the_sessions_it_held(setup, tmp_
     try:
         process.wait_online()
         ws = open_client(server, setup).__enter__()
-        ws.send(b"ping")
-        assert ws.recv(timeout=10) == b"ping"
+        echo_round_trip(ws)
         assert operation().ended is None
         server.process.kill()
         server.process.wait(timeout=10)

@@ -8,42 +8,29 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
-from guardian.shortcuts import assign_perm
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
-from endpoints.models import CredentialsType, Device, Endpoint, Protocol
+from endpoints.models import CredentialsType, Endpoint, Protocol
 from sessions.models import Operation, Status
-from tests.live import Agent, Gateway, LineReader, clean_database, live_database, need, printed_log, wait_until
+from tests.live import Agent, LineReader, fresh_device, need, open_session_page, wait_until
 from tests.vnc import vnc_server
 
 PASSWORD = "s3cretVN"
 RED = (255, 0, 0)
 
+pytestmark = pytest.mark.usefixtures("gateway_log")
+
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker):
-    with live_database(django_db_blocker), vnc_server() as open_screen, vnc_server(PASSWORD) as locked_screen:
-        gateway = Gateway().start()
+def servers(gateway):
+    with vnc_server() as open_screen, vnc_server(PASSWORD) as locked_screen:
         yield {"gateway": gateway, "open": open_screen, "locked": locked_screen}
-        gateway.stop()
-
-
-@pytest.fixture(autouse=True)
-def gateway_log(servers):
-    """The gateway's log lines of this test, shown when it fails."""
-    with printed_log(servers["gateway"]):
-        yield
 
 
 @pytest.fixture
 def world(servers, tmp_path):
-    clean_database()
-    device = Device.objects.create(serial="gw-vnc", name="Screen gateway")
-    user = User.objects.create_user("tech", password="tech-pass-1")
-    assign_perm("remote_access_read", user, device)
+    device, user = fresh_device("gw-vnc", "Screen gateway")
     open_screen, locked_screen = servers["open"], servers["locked"]
     endpoints = {
         "open": Endpoint.objects.create(device=device, name="Open screen", protocol=Protocol.VNC,
@@ -69,11 +56,8 @@ class RfbPage:
         url = urlsplit(response.url)
         self.operation_id = int(url.path.strip("/").split("/")[-1])
         launch = parse_qs(url.query)["launch"][0]
-        self.ws = connect(
-            f"{gateway.ws_url}/ws/sessions/{self.operation_id}/?launch={launch}",
-            additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": gateway.url},
-            open_timeout=10, max_size=8 * 1024 * 1024,
-        ).__enter__()
+        self.ws = open_session_page(gateway, self.operation_id, f"launch={launch}", client.cookies["sessionid"].value,
+                                    max_size=8 * 1024 * 1024).__enter__()
         self.buffer = b""
         self.statuses: list[dict] = []
 
