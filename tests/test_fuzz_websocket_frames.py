@@ -34,7 +34,7 @@ from portal.models import ApiToken
 from sessions import operations
 from sessions.models import Operation, Status
 from sessions.relay import TEXT_FRAME
-from tests.live import Gateway, live_database, printed_log, wait_until
+from tests.live import Gateway, live_gateway, printed_log, wait_until
 
 WAIT = 10  # seconds for any one answer, far more than one takes
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -303,8 +303,7 @@ class World:
 
 @pytest.fixture(scope="module", params=SERVERS)
 def world(request, django_db_setup, django_db_blocker) -> Iterator[World]:
-    with live_database(django_db_blocker):
-        gateway = Gateway(ASGI_SERVER=request.param).start()
+    with live_gateway(django_db_blocker, ASGI_SERVER=request.param) as gateway:
         device = Device.objects.create(serial="gw-fuzz", name="Fuzzed gateway")
         # The control channel fuzzed is this one's; its operation must not move.
         quiet_device = Device.objects.create(serial="gw-fuzz-quiet", name="Quiet gateway")
@@ -331,7 +330,6 @@ def world(request, django_db_setup, django_db_blocker) -> Iterator[World]:
                         ApiToken.issue(user, "fuzz")[1], browser, control)
         finally:
             control.close()
-            gateway.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -37,7 +37,7 @@ from agent.config import load_config
 from endpoints.models import CredentialsType, Device, Endpoint, Protocol
 from portal.models import ApiToken
 from sessions.models import Operation, Status
-from tests.live import ROOT, Agent, Gateway, live_database, wait_until
+from tests.live import ROOT, Agent, Gateway, live_gateway, wait_until
 from tests.sshd import Sshd, keygen
 from tests.test_authorization_matrix import PARAMETER, http_routes
 from tests.test_terminal_sessions import Page
@@ -296,8 +296,8 @@ def run_sessions(world: dict, sshd: Sshd, screen: VncServer, folder: Path) -> Ev
 # Each ASGI server writes its own access log.
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
 def world(request, django_db_setup, django_db_blocker, tmp_path_factory):
-    with live_database(django_db_blocker), Sshd() as sshd, vnc_server(VNC_PASSWORD) as screen:
-        gateway = Gateway(ASGI_SERVER=request.param).start()
+    with (live_gateway(django_db_blocker, ASGI_SERVER=request.param) as gateway, Sshd() as sshd,
+          vnc_server(VNC_PASSWORD) as screen):
         device = Device.objects.create(serial=SERIAL, name="Secrets gateway")
         device.issue_one_time_password(timedelta(hours=1), OTP)
         device.save()
@@ -315,7 +315,6 @@ def world(request, django_db_setup, django_db_blocker, tmp_path_factory):
         finally:
             if "agent" in world:
                 world["agent"].stop()
-            gateway.stop()
 
 
 def route_values() -> dict[str, list[str]]:
