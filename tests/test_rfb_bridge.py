@@ -10,7 +10,6 @@ import collections
 import itertools
 import os
 import struct
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -502,10 +501,9 @@ async def test_an_oversized_reason_is_refused_at_once(length: int, where: str) -
         steps = [V38, 12, b"\x00" + u32(length)]
     else:
         steps = [V38, 12, b"\x01\x02", 1, CHALLENGE, 16, u32(1) + u32(length)]
-    started = time.monotonic()
+    # Waiting for the length to arrive would end in the step's timeout, not this reason.
     result = await failure(*steps, password=PASSWORD)
     assert result.reason == MALFORMED
-    assert time.monotonic() - started < 2
 
 
 @pytest.mark.asyncio
@@ -527,10 +525,9 @@ GARBAGE = {
 @pytest.mark.asyncio
 @pytest.mark.parametrize("sent, shown", GARBAGE.values(), ids=GARBAGE.keys())
 async def test_a_target_that_is_not_a_vnc_server_is_named_with_what_it_sent(sent: bytes, shown: str) -> None:
-    started = time.monotonic()
-    result = await failure(sent)  # and then the target waits: no need to wait with it
+    # The target then waits, so waiting with it would end in the step's timeout, not this reason.
+    result = await failure(sent)
     assert result.reason.startswith(f"the target did not answer as a VNC server (it sent {shown}")
-    assert time.monotonic() - started < 2
 
 
 @pytest.mark.asyncio
@@ -550,10 +547,8 @@ async def test_a_version_older_than_3_is_not_supported() -> None:
     "steps", [[], [V38, 12], [V38, 12, b"\x01\x02", 1]], ids=["silent", "no types", "no challenge"]
 )
 async def test_a_silent_server_times_out(steps: list) -> None:
-    started = time.monotonic()
     result = await failure(*steps, password=PASSWORD, timeout=0.2)
     assert result.reason == TIMED_OUT
-    assert time.monotonic() - started < 2
 
 
 @pytest.mark.asyncio

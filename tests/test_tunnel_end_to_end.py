@@ -96,7 +96,7 @@ def test_ten_mib_go_through_the_agent_and_back_intact(gateway, setup, agent):
 def test_the_client_closing_closes_the_target(gateway, setup, agent, echo):
     with open_client(gateway, setup) as ws:
         echo_round_trip(ws)
-    assert echo.closed.wait(2), "the target's connection was not closed within 2 s"
+    assert echo.closed.wait(10), "the target's connection was never closed"
     record = wait_for_end()
     assert record.status == Status.SUCCESSFUL
 
@@ -104,22 +104,20 @@ def test_the_client_closing_closes_the_target(gateway, setup, agent, echo):
 def test_the_target_closing_closes_the_client(gateway, setup, agent, echo):
     with open_client(gateway, setup) as ws:
         echo_round_trip(ws)
-        started = time.monotonic()
         echo.close_all()
+        # A timeout instead would mean the client was left hanging.
         with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=2)
-        assert time.monotonic() - started < 2
+            ws.recv(timeout=10)
     assert wait_for_end().status == Status.SUCCESSFUL
 
 
 def test_killing_the_agent_closes_the_client(gateway, setup, agent):
     with open_client(gateway, setup) as ws:
         echo_round_trip(ws)
-        started = time.monotonic()
         agent.kill()
+        # A timeout instead would mean the client was left hanging.
         with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=2)
-        assert time.monotonic() - started < 2
+            ws.recv(timeout=10)
     record = wait_for_end()
     assert record.status == Status.SUCCESSFUL and record.ended is not None
 
